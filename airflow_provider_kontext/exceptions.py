@@ -1,0 +1,182 @@
+"""Typed errors for every way a Kie.ai Flux Kontext call or task can go wrong.
+
+Each class says *what happened* so a DAG author can catch exactly what they care about
+(``except KontextContentPolicyError``) and on-call can read the cause from the class name.
+Every message carries the kie task id when there is one and kie's own message when kie sent
+one. No message, ``repr`` or attribute ever carries the API key or request headers.
+
+Whether an error may be retried is decided in one place,
+:mod:`airflow_provider_kontext.protocol.retry`, not here: the same error can be safe to
+retry on a status read and unsafe on a create.
+"""
+
+from __future__ import annotations
+
+from airflow.providers.common.compat.sdk import AirflowException
+
+
+class KontextError(AirflowException):
+    """
+    Base class of every error this provider raises.
+
+    :param message: What went wrong, in words an operator can act on.
+    :param code: kie's body ``code`` (or the HTTP status when the body had none).
+    :param http_status: The HTTP status of the answer, when there was one.
+    :param kie_task_id: The kie task the error concerns, when known.
+    :param kie_message: kie's own ``msg``/``errorMessage`` text, when it sent one.
+    :param endpoint: The API endpoint name (``generate``, ``record-info``, ...), when known.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: int | None = None,
+        http_status: int | None = None,
+        kie_task_id: str | None = None,
+        kie_message: str | None = None,
+        endpoint: str | None = None,
+    ) -> None:
+        self.code = code
+        self.http_status = http_status
+        self.kie_task_id = kie_task_id
+        self.kie_message = kie_message
+        self.endpoint = endpoint
+        super().__init__(message)
+
+    @property
+    def message(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class KontextValidationError(KontextError, ValueError):
+    """
+    A request field is invalid: raised locally before anything is sent, or for kie's code 422.
+
+    :param field: The offending field's Python (snake_case) name, when known.
+    """
+
+    def __init__(self, message: str, *, field: str | None = None, **kwargs: object) -> None:
+        self.field = field
+        super().__init__(message, **kwargs)  # type: ignore[arg-type]
+
+
+class KontextConfigurationError(KontextError):
+    """The Airflow connection is unusable (no API key, a malformed base URL or extra)."""
+
+
+class KontextAuthError(KontextError):
+    """kie refused the API key (code 401), often inside an HTTP 200 answer."""
+
+
+class KontextInsufficientCreditsError(KontextError):
+    """The account has too few credits for the request (code 402), or fewer than ``min_credits``."""
+
+
+class KontextNotFoundError(KontextError):
+    """The endpoint or resource does not exist (code 404): usually a wrong base URL."""
+
+
+class KontextTaskNotFoundError(KontextError):
+    """kie still answers ``recordInfo is null`` for a task after the grace period."""
+
+
+class KontextRateLimitError(KontextError):
+    """
+    kie's rate limiter dropped the request (code 429); it was not queued.
+
+    :param retry_after: Seconds the server asked us to wait, when it said.
+    """
+
+    def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: object) -> None:
+        self.retry_after = retry_after
+        super().__init__(message, **kwargs)  # type: ignore[arg-type]
+
+
+class KontextServiceUnavailableError(KontextError):
+    """kie is in maintenance (code 455); the request was not processed."""
+
+
+class KontextServerError(KontextError):
+    """kie or a gateway in front of it failed (code 500/408 or HTTP 5xx)."""
+
+
+class KontextFeatureDisabledError(KontextError):
+    """The feature is disabled for this account (code 505)."""
+
+
+class KontextResponseError(KontextError):
+    """The answer could not be understood: not JSON, an HTML error page, empty, or missing fields."""
+
+
+class KontextTransportError(KontextError):
+    """
+    The HTTP exchange itself failed (connection refused, reset, timed out).
+
+    :param request_sent: False only when the request provably never reached the server
+        (connection refused, DNS failure, connect timeout). That is what makes a create safe
+        to send again.
+    """
+
+    def __init__(self, message: str, *, request_sent: bool, **kwargs: object) -> None:
+        self.request_sent = request_sent
+        super().__init__(message, **kwargs)  # type: ignore[arg-type]
+
+
+class KontextSubmissionOutcomeUnknownError(KontextError):
+    """
+    A create request may or may not have been accepted, so it is not sent again.
+
+    Raised for a read timeout, a connection dropped after the request was sent, a 5xx or an
+    unreadable answer to ``generate``. A task may have been created and billed: check the kie
+    logs page (https://kie.ai/logs) before submitting again.
+    """
+
+
+class KontextTaskFailedError(KontextError):
+    """
+    A task reached a failed terminal state. Subclasses say why.
+
+    :param status: The terminal :class:`~airflow_provider_kontext.protocol.record.TaskStatus` value.
+    :param error_code: kie's ``errorCode`` (int, str or None as kie sent it).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: str | None = None,
+        error_code: int | str | None = None,
+        **kwargs: object,
+    ) -> None:
+        self.status = status
+        self.error_code = error_code
+        super().__init__(message, **kwargs)  # type: ignore[arg-type]
+
+
+class KontextContentPolicyError(KontextTaskFailedError):
+    """kie's moderation refused the prompt or image (errorCode 400). Resubmitting will not help."""
+
+
+class KontextGenerationFailedError(KontextTaskFailedError):
+    """The task was created but generation failed (successFlag 3, errorCode 501/500)."""
+
+
+class KontextTaskCreateFailedError(KontextTaskFailedError):
+    """kie could not create the task upstream (successFlag 2)."""
+
+
+class KontextMissingResultError(KontextTaskFailedError):
+    """
+    kie reported success but gave no ``resultImageUrl``.
+
+    Credits were probably charged; resubmitting pays again.
+    """
+
+
+class KontextTimeoutError(KontextError):
+    """The task(s) did not finish before the wait's deadline. They may still be running on kie."""
+
+
+class KontextTriggerEventError(KontextError):
+    """A trigger event had an unexpected shape (for example from a provider version skew)."""

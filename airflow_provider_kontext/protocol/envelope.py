@@ -1,0 +1,381 @@
+"""kie's endpoints, the requests to them, and the reading of their ``{code, msg, data}`` answers.
+
+kie answers most failures with HTTP 200 and the real outcome in the body's ``code`` (401 for a
+bad key, 402 for no credits, 422 for bad input...). An answer is a success only when the HTTP
+status is 2xx **and** the body's ``code`` is 200. Errors are classified by the body code first
+and by the HTTP status when the body has none (an HTML gateway page, an empty body).
+
+This module does no I/O. The sync hook and the async client build requests with the
+``*_request`` functions, send them however they like, and hand the status, headers and raw
+body back to :func:`parse_envelope`/:func:`parse_generate_response`.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import enum
+import json
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Final
+
+from airflow_provider_kontext.exceptions import (
+    KontextAuthError,
+    KontextContentPolicyError,
+    KontextError,
+    KontextFeatureDisabledError,
+    KontextGenerationFailedError,
+    KontextInsufficientCreditsError,
+    KontextNotFoundError,
+    KontextRateLimitError,
+    KontextResponseError,
+    KontextServerError,
+    KontextServiceUnavailableError,
+    KontextSubmissionOutcomeUnknownError,
+    KontextTransportError,
+    KontextValidationError,
+)
+from airflow_provider_kontext.protocol.record import TaskRecord, parse_record
+from airflow_provider_kontext.protocol.request import GenerateRequest, check_http_url
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+#: Longest wait a ``Retry-After`` header may impose on us; a larger value is clamped.
+MAX_RETRY_AFTER_SECONDS: Final = 60.0
+
+#: kie's ``msg`` for a task it has no record of (yet).
+RECORD_INFO_NULL_MESSAGE: Final = "recordInfo is null"
+
+SUCCESS_CODE: Final = 200
+
+
+class Endpoint(enum.Enum):
+    """Every kie endpoint the provider calls, with its method and path."""
+
+    GENERATE = ("generate", "POST", "/api/v1/flux/kontext/generate", False)
+    RECORD_INFO = ("record-info", "GET", "/api/v1/flux/kontext/record-info", False)
+    CREDIT = ("credit", "GET", "/api/v1/chat/credit", False)
+    DOWNLOAD_URL = ("download-url", "POST", "/api/v1/common/download-url", False)
+    UPLOAD_STREAM = ("upload-stream", "POST", "/api/file-stream-upload", True)
+    UPLOAD_URL = ("upload-url", "POST", "/api/file-url-upload", True)
+    UPLOAD_BASE64 = ("upload-base64", "POST", "/api/file-base64-upload", True)
+
+    def __init__(self, label: str, method: str, path: str, on_upload_host: bool) -> None:
+        self.label = label
+        self.method = method
+        self.path = path
+        #: Uploads live on a different host (``kieai.redpandaai.co``) from the API.
+        self.on_upload_host = on_upload_host
+
+    @property
+    def creates_billable_work(self) -> bool:
+        """Only ``generate`` creates (and bills) anything; everything else is safe to resend."""
+        return self is Endpoint.GENERATE
+
+
+@dataclass(frozen=True)
+class ApiRequest:
+    """A transport-neutral description of one API call: what to send, not how."""
+
+    endpoint: Endpoint
+    params: Mapping[str, str] = field(default_factory=dict)
+    json_body: Mapping[str, Any] | None = None
+
+    @property
+    def method(self) -> str:
+        return self.endpoint.method
+
+    @property
+    def path(self) -> str:
+        return self.endpoint.path
+
+
+def generate_request(request: GenerateRequest) -> ApiRequest:
+    return ApiRequest(Endpoint.GENERATE, json_body=request.to_payload())
+
+
+def record_info_request(task_id: str) -> ApiRequest:
+    return ApiRequest(Endpoint.RECORD_INFO, params={"taskId": check_task_id(task_id)})
+
+
+def credit_request() -> ApiRequest:
+    return ApiRequest(Endpoint.CREDIT)
+
+
+def download_url_request(url: str) -> ApiRequest:
+    return ApiRequest(Endpoint.DOWNLOAD_URL, json_body={"url": check_http_url(url, field="url")})
+
+
+def check_task_id(task_id: Any) -> str:
+    """kie task ids are opaque strings; refuse anything else before it reaches a URL."""
+    if not isinstance(task_id, str) or not task_id.strip():
+        raise KontextValidationError(f"kie task id must be a non-empty string, got {task_id!r}.", field="task_id")
+    return task_id.strip()
+
+
+@dataclass(frozen=True)
+class Envelope:
+    """A parsed kie answer: body ``code``/``msg``/``data`` plus the HTTP facts."""
+
+    http_status: int
+    code: int | None
+    msg: str
+    data: Any
+    retry_after: float | None
+
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.http_status < 300 and self.code == SUCCESS_CODE
+
+    @property
+    def is_record_info_null(self) -> bool:
+        """kie's "no such task (yet)" answer: HTTP 200, code 422, ``recordInfo is null``."""
+        return self.code == 422 and RECORD_INFO_NULL_MESSAGE.lower() in self.msg.lower()
+
+
+def read_envelope(
+    endpoint: Endpoint, http_status: int, body: bytes, headers: Mapping[str, str] | None = None
+) -> Envelope:
+    """
+    Decode an answer without judging it; raise :class:`KontextResponseError` only when it is unreadable.
+
+    A non-JSON body on a non-2xx status is not "unreadable": it becomes an envelope with no
+    code, classified later by its HTTP status (a gateway's HTML error page).
+    """
+    retry_after = parse_retry_after(_header(headers, "retry-after"))
+    try:
+        payload = json.loads(body) if body.strip() else None
+    except (ValueError, UnicodeDecodeError):
+        payload = None
+        if 200 <= http_status < 300:
+            raise KontextResponseError(
+                f"kie {endpoint.label} answered HTTP {http_status} with a body that is not JSON ({_snippet(body)}).",
+                http_status=http_status,
+                endpoint=endpoint.label,
+            ) from None
+    if payload is None:
+        if 200 <= http_status < 300:
+            raise KontextResponseError(
+                f"kie {endpoint.label} answered HTTP {http_status} with an empty body.",
+                http_status=http_status,
+                endpoint=endpoint.label,
+            )
+        return Envelope(http_status, None, _snippet(body), None, retry_after)
+    if not isinstance(payload, dict):
+        raise KontextResponseError(
+            f"kie {endpoint.label} answered with JSON that is not an object ({_snippet(body)}).",
+            http_status=http_status,
+            endpoint=endpoint.label,
+        )
+    code = payload.get("code")
+    if isinstance(code, str) and code.strip().isdigit():
+        code = int(code)
+    if not isinstance(code, int) or isinstance(code, bool):
+        code = None
+    msg = payload.get("msg")
+    return Envelope(
+        http_status=http_status,
+        code=code,
+        msg=msg if isinstance(msg, str) else "",
+        data=payload.get("data"),
+        retry_after=retry_after,
+    )
+
+
+def parse_envelope(
+    endpoint: Endpoint,
+    http_status: int,
+    body: bytes,
+    headers: Mapping[str, str] | None = None,
+    *,
+    task_id: str | None = None,
+) -> Any:
+    """Return ``data`` of a successful answer, else raise the typed error for it."""
+    envelope = read_envelope(endpoint, http_status, body, headers)
+    if not envelope.ok:
+        raise error_for_envelope(endpoint, envelope, task_id=task_id)
+    return envelope.data
+
+
+def parse_generate_response(http_status: int, body: bytes, headers: Mapping[str, str] | None = None) -> str:
+    """
+    Return the new kie task id, or raise.
+
+    Errors that mean kie *refused* the request (401, 402, 422, 429, 455, ...) pass through
+    unchanged. Errors that leave open whether kie accepted it (a 5xx, an unreadable answer, a
+    success without a task id) become :class:`KontextSubmissionOutcomeUnknownError`, because a
+    task may exist and be billed, and sending the request again could pay twice.
+    """
+    try:
+        data = parse_envelope(Endpoint.GENERATE, http_status, body, headers)
+    except (KontextServerError, KontextResponseError) as err:
+        raise submission_outcome_unknown(str(err), http_status=http_status, code=err.code) from err
+    task_id = data.get("taskId") if isinstance(data, dict) else None
+    if not isinstance(task_id, str) or not task_id.strip():
+        raise submission_outcome_unknown(
+            f"kie generate answered success but without a taskId (data={data!r}).",
+            http_status=http_status,
+            code=SUCCESS_CODE,
+        )
+    return task_id.strip()
+
+
+def submission_outcome_unknown(
+    cause: str, *, http_status: int | None = None, code: int | None = None
+) -> KontextSubmissionOutcomeUnknownError:
+    return KontextSubmissionOutcomeUnknownError(
+        f"The generate request may or may not have created a task ({cause}). It was NOT sent again: "
+        "a task may have been created and billed. Check https://kie.ai/logs before resubmitting.",
+        http_status=http_status,
+        code=code,
+        endpoint=Endpoint.GENERATE.label,
+    )
+
+
+class TransportFailure(enum.Enum):
+    """How an HTTP exchange failed, in the terms that decide whether a create may be resent."""
+
+    #: The connection was never established (refused, DNS, connect timeout): nothing was sent.
+    CONNECT = "connect"
+    #: The request went out but no answer came before the read timeout.
+    READ_TIMEOUT = "read_timeout"
+    #: The connection broke after the request was (or may have been) sent.
+    DISCONNECTED = "disconnected"
+
+
+def transport_error(endpoint: Endpoint, failure: TransportFailure, detail: str) -> KontextError:
+    """
+    The typed error for a failed exchange.
+
+    Only a create that may have reached kie is ambiguous; every other case is a
+    :class:`KontextTransportError` that says whether the request was sent.
+    """
+    sent = failure is not TransportFailure.CONNECT
+    if sent and endpoint.creates_billable_work:
+        return submission_outcome_unknown(f"{failure.value}: {detail}")
+    return KontextTransportError(
+        f"kie {endpoint.label} request failed ({failure.value}): {detail}",
+        request_sent=sent,
+        endpoint=endpoint.label,
+    )
+
+
+#: Body code -> (error class, what it means), kie's documented table.
+_CODE_ERRORS: Final[dict[int, tuple[type[KontextError], str]]] = {
+    400: (KontextContentPolicyError, "content refused by moderation"),
+    401: (KontextAuthError, "missing or invalid API key"),
+    402: (KontextInsufficientCreditsError, "insufficient credits"),
+    404: (KontextNotFoundError, "resource or endpoint not found"),
+    408: (KontextServerError, "upstream timeout"),
+    422: (KontextValidationError, "request rejected as invalid"),
+    429: (KontextRateLimitError, "rate limited, request dropped"),
+    455: (KontextServiceUnavailableError, "service under maintenance"),
+    500: (KontextServerError, "server error"),
+    501: (KontextGenerationFailedError, "generation failed"),
+    505: (KontextFeatureDisabledError, "feature disabled"),
+}
+
+
+def error_for_envelope(endpoint: Endpoint, envelope: Envelope, *, task_id: str | None = None) -> KontextError:
+    """Classify a non-success answer: body code first, then the HTTP status."""
+    code = envelope.code if envelope.code not in (None, SUCCESS_CODE) else None
+    key = code if code is not None else _code_for_http_status(envelope.http_status)
+    fallback = (KontextServerError, "server error") if key >= 500 else (KontextResponseError, "unexpected answer")
+    cls, meaning = _CODE_ERRORS.get(key, fallback)
+    shown_code = code if code is not None else envelope.code
+    message = (
+        f"kie {endpoint.label} failed: {meaning} (code {shown_code}, HTTP {envelope.http_status})"
+        + (f" for task {task_id}" if task_id else "")
+        + (f": {envelope.msg}" if envelope.msg else "")
+    )
+    common: dict[str, Any] = {
+        "code": key,
+        "http_status": envelope.http_status,
+        "kie_task_id": task_id,
+        "kie_message": envelope.msg or None,
+        "endpoint": endpoint.label,
+    }
+    if key == 500 and "tolerance" in envelope.msg.lower():
+        # kie reuses code 500 for "safety tolerance out of range": permanent, not a server fault.
+        return KontextValidationError(message, field="safety_tolerance", **common)
+    if cls is KontextRateLimitError:
+        return KontextRateLimitError(message, retry_after=envelope.retry_after, **common)
+    return cls(message, **common)
+
+
+def _code_for_http_status(http_status: int) -> int:
+    if http_status == 403:
+        # kie's CDN answers 403 ("error code: 1010") to clients it does not trust; the key is
+        # not the problem there, but the request was refused all the same.
+        return 401
+    return http_status
+
+
+def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """``Retry-After`` as seconds (delta-seconds or an HTTP date), clamped to [0, MAX_RETRY_AFTER_SECONDS]."""
+    if value is None or not value.strip():
+        return None
+    value = value.strip()
+    seconds: float
+    if value.replace(".", "", 1).isdigit():
+        seconds = float(value)
+    else:
+        try:
+            when = email.utils.parsedate_to_datetime(value)
+        except (TypeError, ValueError):
+            return None
+        if when is None:
+            return None
+        seconds = when.timestamp() - (time.time() if now is None else now)
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER_SECONDS)
+
+
+def _header(headers: Mapping[str, str] | None, name: str) -> str | None:
+    if not headers:
+        return None
+    for key, value in headers.items():
+        if key.lower() == name:
+            return value
+    return None
+
+
+def _snippet(body: bytes, limit: int = 120) -> str:
+    text = body[:limit].decode("utf-8", "replace").strip().replace("\n", " ")
+    return text + ("..." if len(body) > limit else "") if text else "empty"
+
+
+def parse_record_info_response(
+    http_status: int, body: bytes, headers: Mapping[str, str] | None = None, *, task_id: str
+) -> TaskRecord:
+    """
+    The task's record; ``recordInfo is null`` becomes a ``PENDING`` record, not an error.
+
+    Whether "pending" has lasted too long is the poll loop's call
+    (:class:`~airflow_provider_kontext.protocol.polling.TaskWaiter`), not this parser's.
+    """
+    envelope = read_envelope(Endpoint.RECORD_INFO, http_status, body, headers)
+    if envelope.is_record_info_null:
+        return TaskRecord.pending(task_id)
+    if not envelope.ok:
+        raise error_for_envelope(Endpoint.RECORD_INFO, envelope, task_id=task_id)
+    return parse_record(envelope.data, task_id=task_id)
+
+
+def parse_credit_response(http_status: int, body: bytes, headers: Mapping[str, str] | None = None) -> float:
+    """The remaining credit balance; kie sends ``data`` as a bare number."""
+    data = parse_envelope(Endpoint.CREDIT, http_status, body, headers)
+    if isinstance(data, bool) or not isinstance(data, (int, float, str)):
+        raise KontextResponseError(f"kie credit answered a non-numeric balance {data!r}.", endpoint="credit")
+    try:
+        return float(data)
+    except ValueError:
+        raise KontextResponseError(f"kie credit answered a non-numeric balance {data!r}.", endpoint="credit") from None
+
+
+def parse_download_url_response(http_status: int, body: bytes, headers: Mapping[str, str] | None = None) -> str:
+    """The temporary (20-minute) download link; kie sends ``data`` as a bare string."""
+    data = parse_envelope(Endpoint.DOWNLOAD_URL, http_status, body, headers)
+    if not isinstance(data, str) or not data.startswith(("http://", "https://")):
+        raise KontextResponseError(f"kie download-url answered without a URL (data={data!r}).", endpoint="download-url")
+    return data

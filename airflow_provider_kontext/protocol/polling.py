@@ -1,0 +1,289 @@
+"""The poll-until-done decision, shared by the sync hook, the sensor and the trigger.
+
+Each waiting loop does the same thing with different I/O primitives (``requests`` and
+``time.sleep`` on a worker, ``aiohttp`` and ``asyncio.sleep`` in the triggerer). What to *make*
+of each answer lives here, once, so the deferrable and the blocking path cannot drift: the loop
+feeds every record or poll error into a :class:`TaskWaiter` and asks it for an outcome.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Final
+
+from airflow_provider_kontext import exceptions
+from airflow_provider_kontext.exceptions import (
+    KontextError,
+    KontextTaskNotFoundError,
+    KontextTimeoutError,
+    KontextTriggerEventError,
+)
+from airflow_provider_kontext.protocol.envelope import Endpoint, check_task_id
+from airflow_provider_kontext.protocol.record import TaskRecord, TaskStatus
+from airflow_provider_kontext.protocol.retry import is_retryable
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+#: A blip must not fail a wait on images that are already paid for; five in a row is not a blip.
+MAX_CONSECUTIVE_POLL_FAILURES: Final = 5
+
+#: How long ``recordInfo is null`` means "not persisted yet" before it means "no such task".
+DEFAULT_NOT_FOUND_GRACE_SECONDS: Final = 60.0
+
+#: kie gives no generation-time figures; third parties report ~10-50 s. 3-5 s polls are the norm.
+DEFAULT_POLL_INTERVAL_SECONDS: Final = 5.0
+
+#: Overall wait when the caller sets none: kie's own 408 speaks of "no result for over 10 minutes".
+DEFAULT_TIMEOUT_SECONDS: Final = 15 * 60.0
+
+
+class WaitStatus(enum.StrEnum):
+    """The fixed vocabulary of a finished wait (and of the trigger's one event)."""
+
+    SUCCESS = "success"  # every task succeeded with an image
+    FAILED = "failed"  # every task is terminal and at least one failed
+    TIMEOUT = "timeout"  # the deadline passed first; unfinished tasks may still run on kie
+    ERROR = "error"  # polling itself failed permanently (auth, credits, unknown task, ...)
+
+
+@dataclass(frozen=True)
+class WaitResult:
+    """
+    How a wait ended, with one record per task in the order the ids were given.
+
+    ``error_class`` names the :mod:`~airflow_provider_kontext.exceptions` class behind an
+    ``error`` so the typed error survives the trip through a trigger event.
+    """
+
+    status: WaitStatus
+    records: tuple[TaskRecord, ...]
+    message: str
+    error_class: str | None = None
+
+    @property
+    def kie_task_ids(self) -> list[str]:
+        return [record.kie_task_id for record in self.records]
+
+    def to_event(self) -> dict[str, Any]:
+        """Plain JSON for a ``TriggerEvent`` payload."""
+        return {
+            "status": self.status.value,
+            "kie_task_ids": self.kie_task_ids,
+            "records": [record.to_dict() for record in self.records],
+            "message": self.message,
+            "error_class": self.error_class,
+        }
+
+    @classmethod
+    def from_event(cls, event: Any) -> WaitResult:
+        """
+        Validate a trigger event and rebuild the result; fail loudly on anything unexpected.
+
+        A ``None`` event or an unknown status (for example a trigger from another provider
+        version) must never read as success.
+        """
+        if not isinstance(event, dict):
+            raise KontextTriggerEventError(f"Expected a kontext trigger event dict, got {event!r}.")
+        try:
+            status = WaitStatus(event.get("status"))
+        except ValueError:
+            raise KontextTriggerEventError(
+                f"Kontext trigger event has an unknown status {event.get('status')!r}: {event!r}."
+            ) from None
+        raw_records = event.get("records")
+        if not isinstance(raw_records, list) or not all(isinstance(r, dict) for r in raw_records):
+            raise KontextTriggerEventError(f"Kontext trigger event has no valid records: {event!r}.")
+        try:
+            records = tuple(TaskRecord.from_dict(record) for record in raw_records)
+        except (KeyError, TypeError, ValueError) as err:
+            raise KontextTriggerEventError(f"Kontext trigger event has a malformed record ({err}).") from None
+        if status is WaitStatus.SUCCESS and not all(record.succeeded for record in records):
+            raise KontextTriggerEventError(f"Kontext trigger event says success but a task has no image: {event!r}.")
+        error_class = event.get("error_class")
+        return cls(
+            status,
+            records,
+            str(event.get("message") or ""),
+            error_class if isinstance(error_class, str) else None,
+        )
+
+    def raise_for_status(self) -> None:
+        """Raise the typed error this result stands for; return quietly on success."""
+        if self.status is WaitStatus.SUCCESS:
+            return
+        if self.status is WaitStatus.FAILED:
+            failures = [error for record in self.records if (error := record.failure()) is not None]
+            first = failures[0]
+            if len(self.records) > 1:
+                raise type(first)(
+                    f"{len(failures)} of {len(self.records)} kie task(s) failed; first: {first}",
+                    status=first.status,
+                    error_code=first.error_code,
+                    kie_task_id=first.kie_task_id,
+                    kie_message=first.kie_message,
+                )
+            raise first
+        if self.status is WaitStatus.TIMEOUT:
+            raise KontextTimeoutError(self.message)
+        error_cls = getattr(exceptions, self.error_class or "", None)
+        if not (isinstance(error_cls, type) and issubclass(error_cls, KontextError)):
+            error_cls = KontextError
+        raise error_cls(self.message)
+
+
+@dataclass(frozen=True)
+class PollSchedule:
+    """
+    When to poll: a first check after ``first_delay`` seconds, then every ``interval`` seconds.
+
+    Every sleep is clipped to the time left before the deadline, so a long interval never
+    overshoots the timeout.
+    """
+
+    interval: float = DEFAULT_POLL_INTERVAL_SECONDS
+    first_delay: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.interval <= 0:
+            raise ValueError("poll interval must be positive")
+        if self.first_delay is not None and self.first_delay < 0:
+            raise ValueError("first poll delay must not be negative")
+
+    def delay(self, polls_done: int, *, now: float, end_time: float | None) -> float:
+        wanted = self.interval if polls_done or self.first_delay is None else self.first_delay
+        if end_time is None:
+            return wanted
+        return max(0.0, min(wanted, end_time - now))
+
+
+class TaskWaiter:
+    """
+    Tracks what the polls of one wait have seen and decides when the wait is over.
+
+    :param kie_task_ids: The tasks to wait for; results keep this order.
+    :param end_time: Wall-clock deadline (``time.time()`` epoch seconds) or ``None`` for none.
+        Wall clock, not monotonic: a trigger is serialized and may resume in another process.
+    :param not_found_grace: Seconds ``recordInfo is null`` is read as "not persisted yet".
+    :param max_consecutive_failures: Transient poll errors in a row tolerated before giving up.
+    :param not_found_since: When the grace starts at the latest, e.g. the first poke of a
+        rescheduled sensor, which keeps no memory between pokes.
+    """
+
+    def __init__(
+        self,
+        kie_task_ids: Sequence[str],
+        *,
+        end_time: float | None,
+        not_found_grace: float = DEFAULT_NOT_FOUND_GRACE_SECONDS,
+        max_consecutive_failures: int = MAX_CONSECUTIVE_POLL_FAILURES,
+        not_found_since: float | None = None,
+    ) -> None:
+        ids = [check_task_id(task_id) for task_id in kie_task_ids]
+        if not ids:
+            raise exceptions.KontextValidationError("At least one kie task id is needed.", field="kie_task_ids")
+        self.end_time = end_time
+        self.not_found_grace = not_found_grace
+        self.max_consecutive_failures = max_consecutive_failures
+        self._not_found_since = not_found_since
+        self._records: dict[str, TaskRecord] = {task_id: TaskRecord.pending(task_id) for task_id in ids}
+        self._first_null: dict[str, float] = {}
+        self._consecutive_failures = 0
+        self._last_error: BaseException | None = None
+        self._fatal: KontextError | None = None
+        self.polls = 0
+
+    @property
+    def kie_task_ids(self) -> list[str]:
+        return list(self._records)
+
+    @property
+    def records(self) -> tuple[TaskRecord, ...]:
+        return tuple(self._records.values())
+
+    def pending_ids(self) -> list[str]:
+        """Tasks still worth polling: not terminal yet."""
+        return [task_id for task_id, record in self._records.items() if not record.is_terminal]
+
+    def timed_out(self, now: float) -> bool:
+        return self.end_time is not None and now >= self.end_time
+
+    def on_record(self, record: TaskRecord, *, now: float) -> None:
+        """Feed one successful poll."""
+        self.polls += 1
+        self._consecutive_failures = 0
+        task_id = record.kie_task_id
+        if task_id not in self._records:
+            raise KontextTriggerEventError(f"kie answered for task {task_id}, which this wait does not watch.")
+        self._records[task_id] = record
+        if record.status is not TaskStatus.PENDING:
+            self._first_null.pop(task_id, None)
+            return
+        first = self._first_null.setdefault(task_id, now)
+        if self._not_found_since is not None:
+            first = min(first, self._not_found_since)
+        if now - first >= self.not_found_grace:
+            self._fatal = KontextTaskNotFoundError(
+                f"kie has no record of task {task_id} after {now - first:.0f}s "
+                f"(recordInfo is null; grace {self.not_found_grace:.0f}s). Check the task id and the "
+                "connection's account.",
+                kie_task_id=task_id,
+                endpoint=Endpoint.RECORD_INFO.label,
+            )
+
+    def on_error(self, error: BaseException, *, task_id: str | None = None, now: float) -> None:
+        """Feed one failed poll: transient errors are tolerated up to a limit, permanent ones end the wait."""
+        self.polls += 1
+        self._last_error = error
+        if not is_retryable(Endpoint.RECORD_INFO, error):
+            self._fatal = (
+                error
+                if isinstance(error, KontextError)
+                else KontextError(f"Polling kie task {task_id} failed unexpectedly: {error!r}", kie_task_id=task_id)
+            )
+            return
+        self._consecutive_failures += 1
+        if self._consecutive_failures >= self.max_consecutive_failures:
+            self._fatal = KontextError(
+                f"Gave up polling after {self._consecutive_failures} consecutive failed status checks "
+                f"(last: {error}). The kie task(s) {self.pending_ids()} were left running; "
+                "a retry of this Airflow task may create new ones.",
+                kie_task_id=task_id,
+            )
+
+    def outcome(self, *, now: float) -> WaitResult | None:
+        """The finished result, or ``None`` while the wait should go on."""
+        if self._fatal is not None:
+            return WaitResult(WaitStatus.ERROR, self.records, str(self._fatal), type(self._fatal).__name__)
+        pending = self.pending_ids()
+        if not pending:
+            failed = [record for record in self.records if not record.succeeded]
+            if not failed:
+                return WaitResult(WaitStatus.SUCCESS, self.records, f"{len(self._records)} kie task(s) succeeded.")
+            return WaitResult(
+                WaitStatus.FAILED,
+                self.records,
+                f"{len(failed)} of {len(self._records)} kie task(s) failed: "
+                + "; ".join(str(record.failure()) for record in failed[:3]),
+            )
+        if self.timed_out(now):
+            return self.timeout_result()
+        return None
+
+    def timeout_result(self) -> WaitResult:
+        deadline = (
+            datetime.fromtimestamp(self.end_time, tz=UTC).isoformat(timespec="seconds")
+            if self.end_time is not None
+            else "none"
+        )
+        pending = self.pending_ids()
+        message = (
+            f"{len(pending)} of {len(self._records)} kie task(s) did not finish before the deadline "
+            f"{deadline}: {pending}. They may still be running (and billed) on kie; kie keeps results "
+            "14 days, so a KontextTaskSensor on these ids can still collect them."
+        )
+        if self._last_error is not None and self._consecutive_failures:
+            message += f" The last {self._consecutive_failures} status check(s) failed: {self._last_error}."
+        return WaitResult(WaitStatus.TIMEOUT, self.records, message, KontextTimeoutError.__name__)

@@ -1,0 +1,167 @@
+"""The generate request: every documented field, validated locally before anything is sent.
+
+kie silently ignores unknown fields, so a typo (``imageUrl`` for ``inputImage``) would turn a
+paid edit into a paid text-to-image. Validation here refuses unknown names and bad values with
+a :class:`~airflow_provider_kontext.exceptions.KontextValidationError` that names the field,
+before any HTTP request: nothing sent, nothing paid.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final, Literal, get_args
+from urllib.parse import urlsplit
+
+from airflow_provider_kontext.exceptions import KontextValidationError
+
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+
+AspectRatio = Literal["21:9", "16:9", "4:3", "1:1", "3:4", "9:16"]
+OutputFormat = Literal["jpeg", "png"]
+Model = Literal["flux-kontext-pro", "flux-kontext-max"]
+
+ASPECT_RATIOS: Final[tuple[str, ...]] = get_args(AspectRatio)
+OUTPUT_FORMATS: Final[tuple[str, ...]] = get_args(OutputFormat)
+MODELS: Final[tuple[str, ...]] = get_args(Model)
+
+#: kie's moderation scale: 0 (strictest) to 6 when generating, capped at 2 when editing.
+MAX_SAFETY_TOLERANCE_GENERATE: Final = 6
+MAX_SAFETY_TOLERANCE_EDIT: Final = 2
+
+#: Python (snake_case) field name -> kie JSON (camelCase) field name, in kie's schema order.
+WIRE_NAMES: Final[dict[str, str]] = {
+    "prompt": "prompt",
+    "enable_translation": "enableTranslation",
+    "upload_cn": "uploadCn",
+    "input_image": "inputImage",
+    "aspect_ratio": "aspectRatio",
+    "output_format": "outputFormat",
+    "prompt_upsampling": "promptUpsampling",
+    "model": "model",
+    "callback_url": "callBackUrl",
+    "safety_tolerance": "safetyTolerance",
+    "watermark": "watermark",
+}
+
+#: The optional fields, i.e. everything a caller may pass besides ``prompt``.
+OPTIONAL_FIELDS: Final[tuple[str, ...]] = tuple(name for name in WIRE_NAMES if name != "prompt")
+
+
+@dataclass(frozen=True)
+class GenerateRequest:
+    """
+    One ``POST /api/v1/flux/kontext/generate`` request; ``None`` means "not sent, kie's default applies".
+
+    Construct it with :meth:`from_fields` (or directly); construction validates, so an instance
+    is always sendable.
+    """
+
+    prompt: str
+    enable_translation: bool | None = None
+    upload_cn: bool | None = None
+    input_image: str | None = None
+    aspect_ratio: AspectRatio | None = None
+    output_format: OutputFormat | None = None
+    prompt_upsampling: bool | None = None
+    model: Model | None = None
+    callback_url: str | None = None
+    safety_tolerance: int | None = None
+    watermark: str | None = None
+
+    def __post_init__(self) -> None:
+        validate_fields(dataclasses.asdict(self))
+
+    @classmethod
+    def from_fields(cls, prompt: Any, **fields: Any) -> GenerateRequest:
+        """Build from snake_case keyword fields, refusing unknown names (kie would ignore them)."""
+        unknown = sorted(set(fields) - set(OPTIONAL_FIELDS))
+        if unknown:
+            raise KontextValidationError(
+                f"Unknown generate field(s) {unknown}; valid fields are prompt, {', '.join(OPTIONAL_FIELDS)}.",
+                field=unknown[0],
+            )
+        return cls(prompt=prompt, **fields)
+
+    @property
+    def is_edit(self) -> bool:
+        """An ``inputImage`` makes the call an edit; without one it is text-to-image."""
+        return self.input_image is not None
+
+    def to_payload(self) -> dict[str, Any]:
+        """The JSON body in kie's field names; unset fields are left out so kie's defaults apply."""
+        return {WIRE_NAMES[name]: value for name, value in dataclasses.asdict(self).items() if value is not None}
+
+
+def validate_fields(fields: Mapping[str, Any]) -> None:
+    """
+    Validate snake_case generate fields; raise :class:`KontextValidationError` naming the first bad one.
+
+    Exposed separately so an operator can check static arguments at DAG-parse time, before
+    templates are rendered, using exactly the rules the request model uses.
+    """
+    prompt = fields.get("prompt")
+    if not isinstance(prompt, str):
+        raise KontextValidationError(f"prompt must be a string, got {type(prompt).__name__}.", field="prompt")
+    if not prompt.strip():
+        raise KontextValidationError("prompt must not be empty or only whitespace.", field="prompt")
+
+    for name in ("enable_translation", "upload_cn", "prompt_upsampling"):
+        _check_optional_type(fields, name, bool, "a boolean")
+    for name in ("input_image", "callback_url", "watermark"):
+        _check_optional_type(fields, name, str, "a string")
+
+    _check_choice(fields, "aspect_ratio", ASPECT_RATIOS)
+    _check_choice(fields, "output_format", OUTPUT_FORMATS)
+    _check_choice(fields, "model", MODELS)
+
+    for name in ("input_image", "callback_url"):
+        if fields.get(name) is not None:
+            check_http_url(fields[name], field=name)
+
+    watermark = fields.get("watermark")
+    if watermark is not None and not watermark.strip():
+        raise KontextValidationError("watermark must not be empty; leave it unset for none.", field="watermark")
+
+    tolerance = fields.get("safety_tolerance")
+    if tolerance is not None:
+        # bool is an int subclass; True must not pass as tolerance 1.
+        if isinstance(tolerance, bool) or not isinstance(tolerance, int):
+            raise KontextValidationError(
+                f"safety_tolerance must be an integer, got {type(tolerance).__name__}.",
+                field="safety_tolerance",
+            )
+        editing = fields.get("input_image") is not None
+        upper = MAX_SAFETY_TOLERANCE_EDIT if editing else MAX_SAFETY_TOLERANCE_GENERATE
+        if not 0 <= tolerance <= upper:
+            mode = "editing (input_image set)" if editing else "generating"
+            raise KontextValidationError(
+                f"safety_tolerance must be between 0 and {upper} when {mode}, got {tolerance}.",
+                field="safety_tolerance",
+            )
+
+
+def check_http_url(value: Any, *, field: str) -> str:
+    """Return ``value`` if it is an absolute http(s) URL with a host, else raise naming ``field``."""
+    if not isinstance(value, str):
+        raise KontextValidationError(f"{field} must be a URL string, got {type(value).__name__}.", field=field)
+    try:
+        parts = urlsplit(value)
+    except ValueError as err:
+        raise KontextValidationError(f"{field} is not a valid URL: {err}.", field=field) from None
+    if parts.scheme not in ("http", "https") or not parts.netloc or any(c.isspace() for c in value):
+        raise KontextValidationError(f"{field} must be an absolute http(s) URL, got {value!r}.", field=field)
+    return value
+
+
+def _check_optional_type(fields: Mapping[str, Any], name: str, kind: type, words: str) -> None:
+    value = fields.get(name)
+    if value is not None and not isinstance(value, kind):
+        raise KontextValidationError(f"{name} must be {words}, got {type(value).__name__}.", field=name)
+
+
+def _check_choice(fields: Mapping[str, Any], name: str, choices: tuple[str, ...]) -> None:
+    value = fields.get(name)
+    if value is not None and value not in choices:
+        raise KontextValidationError(f"{name} must be one of {', '.join(choices)}; got {value!r}.", field=name)
