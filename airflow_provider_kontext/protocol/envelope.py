@@ -60,6 +60,8 @@ class Endpoint(enum.Enum):
     UPLOAD_STREAM = ("upload-stream", "POST", "/api/file-stream-upload", True)
     UPLOAD_URL = ("upload-url", "POST", "/api/file-url-upload", True)
     UPLOAD_BASE64 = ("upload-base64", "POST", "/api/file-base64-upload", True)
+    #: A result image on kie's storage host; the URL comes from the task record.
+    FILE = ("file", "GET", "", False)
 
     def __init__(self, label: str, method: str, path: str, on_upload_host: bool) -> None:
         self.label = label

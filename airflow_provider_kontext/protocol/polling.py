@@ -88,7 +88,7 @@ class WaitResult:
         if not isinstance(event, dict):
             raise KontextTriggerEventError(f"Expected a kontext trigger event dict, got {event!r}.")
         try:
-            status = WaitStatus(event.get("status"))
+            status = WaitStatus(str(event.get("status")))
         except ValueError:
             raise KontextTriggerEventError(
                 f"Kontext trigger event has an unknown status {event.get('status')!r}: {event!r}."

@@ -1,0 +1,211 @@
+"""``AsyncKontextClient``: the read side of the kie API over aiohttp, for the triggerer.
+
+It can read task records and the credit balance and nothing else: a trigger may run twice
+(triggerer restart, HA takeover), so the client it uses cannot create a task by construction.
+
+Everything it knows about the protocol comes from :mod:`airflow_provider_kontext.protocol`,
+the same parsers and retry rules as the sync hook. aiohttp rather than httpx: measured here at
+~0.37 ms CPU per poll against httpx's 2-8 ms, and the triggerer's capacity depends on it.
+
+All triggers of one connection in one triggerer process share one keep-alive
+``ClientSession`` (:func:`shared_client`), so a thousand waiting images cost a pool of
+connections, not a thousand.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import time
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, TypeVar
+
+import aiohttp
+import tenacity
+
+from airflow_provider_kontext.exceptions import KontextError
+from airflow_provider_kontext.protocol.envelope import (
+    ApiRequest,
+    TransportFailure,
+    credit_request,
+    parse_credit_response,
+    parse_record_info_response,
+    record_info_request,
+    transport_error,
+)
+from airflow_provider_kontext.protocol.retry import retry_kwargs
+from airflow_provider_kontext.protocol.settings import ClientSettings
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Callable, Mapping
+
+    from airflow_provider_kontext.protocol.polling import TaskWaiter, WaitResult
+    from airflow_provider_kontext.protocol.record import TaskRecord
+
+T = TypeVar("T")
+
+#: Concurrent status reads one wait may have in flight; kie documents ~10 polls/s per key.
+DEFAULT_POLL_CONCURRENCY = 8
+#: Connections one shared session keeps to kie.
+POOL_SIZE = 32
+
+
+class AsyncKontextClient:
+    """
+    Read task records and credits from kie without blocking the event loop.
+
+    :param settings: Where and how to reach kie (see :meth:`from_connection`).
+    :param session: The aiohttp session to use; the caller owns it.
+    """
+
+    def __init__(self, settings: ClientSettings, session: aiohttp.ClientSession) -> None:
+        self.settings = settings
+        self._session = session
+        self._timeout = aiohttp.ClientTimeout(
+            total=None,  # a total alone can hang on a silent socket (aiohttp#11740); bound each phase
+            connect=settings.connect_timeout,
+            sock_connect=settings.connect_timeout,
+            sock_read=settings.read_timeout,
+        )
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(base_url={self.settings.base_url!r})"
+
+    @staticmethod
+    async def settings_for_connection(conn_id: str) -> ClientSettings:
+        """Look the connection up without blocking the loop (async secrets backends, API client)."""
+        from airflow.providers.common.compat.connection import get_async_connection, get_async_extra_dejson
+
+        conn = await get_async_connection(conn_id)
+        return ClientSettings.from_connection_fields(
+            conn_id,
+            host=conn.host,
+            password=conn.password,
+            extra=await get_async_extra_dejson(conn),
+            schema=conn.schema,
+            port=conn.port,
+        )
+
+    async def get_task(self, task_id: str, *, retry: bool = True) -> TaskRecord:
+        """The task's record; a task kie has not persisted yet reads as ``PENDING``."""
+        api_request = record_info_request(task_id)
+        checked_id = api_request.params["taskId"]
+        return await self._call(
+            api_request,
+            lambda status, body, headers: parse_record_info_response(status, body, headers, task_id=checked_id),
+            retry=retry,
+        )
+
+    async def get_credits(self) -> float:
+        return await self._call(credit_request(), parse_credit_response)
+
+    async def poll(
+        self,
+        waiter: TaskWaiter,
+        *,
+        concurrency: int = DEFAULT_POLL_CONCURRENCY,
+        clock: Callable[[], float] = time.time,
+    ) -> WaitResult | None:
+        """
+        Check every unfinished task of ``waiter`` once, at most ``concurrency`` at a time.
+
+        One attempt per task, as in :meth:`KontextHook.poll`: the waiter's tolerance of
+        transient failures across polls is the retry.
+        """
+        limit = asyncio.Semaphore(concurrency)
+
+        async def check(task_id: str) -> None:
+            async with limit:
+                try:
+                    record = await self.get_task(task_id, retry=False)
+                except KontextError as err:
+                    waiter.on_error(err, task_id=task_id, now=clock())
+                else:
+                    waiter.on_record(record, now=clock())
+
+        await asyncio.gather(*(check(task_id) for task_id in waiter.pending_ids()))
+        return waiter.outcome(now=clock())
+
+    async def _call(
+        self,
+        api_request: ApiRequest,
+        parse: Callable[[int, bytes, Mapping[str, str]], T],
+        *,
+        retry: bool = True,
+    ) -> T:
+        kwargs = retry_kwargs(api_request.endpoint, self.settings.retry_policy)
+        if not retry:
+            kwargs["stop"] = tenacity.stop_after_attempt(1)
+        async for attempt in tenacity.AsyncRetrying(**kwargs):
+            with attempt:
+                status, body, headers = await self._exchange(api_request)
+                return parse(status, body, headers)
+        raise AssertionError("unreachable")  # pragma: no cover - tenacity reraises
+
+    async def _exchange(self, api_request: ApiRequest) -> tuple[int, bytes, Mapping[str, str]]:
+        endpoint = api_request.endpoint
+        url = self.settings.url_for(api_request.path, upload=endpoint.on_upload_host)
+        try:
+            async with self._session.request(
+                api_request.method,
+                url,
+                params=dict(api_request.params) or None,
+                json=api_request.json_body,
+                headers=self.settings.api_headers(),
+                timeout=self._timeout,
+                allow_redirects=False,
+            ) as response:
+                body = await response.read()
+                return response.status, body, response.headers
+        except (aiohttp.ClientError, TimeoutError) as err:
+            raise transport_error(endpoint, _failure_kind(err), f"{type(err).__name__}: {err!s:.200}") from None
+
+
+def _failure_kind(err: BaseException) -> TransportFailure:
+    if isinstance(err, (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)):
+        return TransportFailure.CONNECT
+    if isinstance(err, (aiohttp.SocketTimeoutError, TimeoutError)):
+        return TransportFailure.READ_TIMEOUT
+    return TransportFailure.DISCONNECTED
+
+
+@dataclass
+class _Pool:
+    session: aiohttp.ClientSession
+    users: int = 0
+
+
+#: One session per (event loop, connection settings) in this process.
+_POOLS: dict[tuple[int, str], _Pool] = {}
+
+
+def _pool_key(settings: ClientSettings) -> tuple[int, str]:
+    # The key is a digest, so the API key is not kept in plain text even in process memory indexes.
+    digest = hashlib.sha256(f"{settings.base_url}\0{settings.api_key}".encode()).hexdigest()
+    return id(asyncio.get_running_loop()), digest
+
+
+@asynccontextmanager
+async def shared_client(settings: ClientSettings) -> AsyncIterator[AsyncKontextClient]:
+    """
+    An :class:`AsyncKontextClient` on the keep-alive session shared by every user of the same settings.
+
+    The session is created by the first user on this event loop and closed when the last one
+    leaves, so an idle triggerer holds no sockets.
+    """
+    key = _pool_key(settings)
+    pool = _POOLS.get(key)
+    if pool is None or pool.session.closed:
+        connector = aiohttp.TCPConnector(limit=POOL_SIZE, keepalive_timeout=30)
+        pool = _POOLS[key] = _Pool(
+            aiohttp.ClientSession(connector=connector, headers={"User-Agent": settings.user_agent})
+        )
+    pool.users += 1
+    try:
+        yield AsyncKontextClient(settings, pool.session)
+    finally:
+        pool.users -= 1
+        if pool.users == 0 and _POOLS.get(key) is pool:
+            del _POOLS[key]
+            await pool.session.close()

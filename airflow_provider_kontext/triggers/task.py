@@ -1,0 +1,122 @@
+"""``KontextTaskTrigger``: wait for kie tasks in the triggerer, without holding a worker slot.
+
+Thin on purpose (the anthropic/common-ai batch-trigger shape): the task was created on the
+worker; this only reads its status. It serializes plain identifiers and a wall-clock deadline,
+never the API key or headers, and it has no side effects, so running it twice (a triggerer
+restart, an HA takeover) is harmless: it resumes against the same deadline and never creates
+a task. The decision logic is :class:`~airflow_provider_kontext.protocol.polling.TaskWaiter`,
+shared with the blocking path of the operator and the sensor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import TYPE_CHECKING, Any
+
+from airflow.triggers.base import BaseTrigger, TriggerEvent
+
+from airflow_provider_kontext.exceptions import KontextError
+from airflow_provider_kontext.hooks.async_client import AsyncKontextClient, shared_client
+from airflow_provider_kontext.protocol.polling import (
+    DEFAULT_NOT_FOUND_GRACE_SECONDS,
+    DEFAULT_POLL_INTERVAL_SECONDS,
+    PollSchedule,
+    TaskWaiter,
+    WaitResult,
+    WaitStatus,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Sequence
+
+
+class KontextTaskTrigger(BaseTrigger):
+    """
+    Poll kie until every task is terminal or the deadline passes; yield exactly one event.
+
+    The event is :meth:`WaitResult.to_event`: ``status`` (``success``/``failed``/``timeout``/
+    ``error``), ``kie_task_ids``, one record per task in input order, and a message.
+
+    :param kontext_conn_id: The Airflow connection, looked up asynchronously in the triggerer.
+    :param kie_task_ids: The kie tasks to wait for.
+    :param end_time: Wall-clock deadline (``time.time()`` epoch seconds). Wall clock, not
+        monotonic, because the trigger may resume in another process after a restart and must
+        keep the same deadline rather than open a fresh window.
+    :param poll_interval: Seconds between status checks.
+    :param not_found_grace: Seconds ``recordInfo is null`` counts as "not persisted yet".
+    """
+
+    def __init__(
+        self,
+        kontext_conn_id: str,
+        kie_task_ids: Sequence[str],
+        end_time: float,
+        poll_interval: float = DEFAULT_POLL_INTERVAL_SECONDS,
+        not_found_grace: float = DEFAULT_NOT_FOUND_GRACE_SECONDS,
+    ) -> None:
+        super().__init__()
+        self.kontext_conn_id = kontext_conn_id
+        self.kie_task_ids = list(kie_task_ids)
+        self.end_time = float(end_time)
+        self.poll_interval = float(poll_interval)
+        self.not_found_grace = float(not_found_grace)
+        # Validates ids and interval now, in the worker, rather than later in the triggerer.
+        PollSchedule(interval=self.poll_interval)
+        TaskWaiter(self.kie_task_ids, end_time=self.end_time)
+
+    def serialize(self) -> tuple[str, dict[str, Any]]:
+        """Plain identifiers only: no key, no headers, nothing that needs a secret to rebuild."""
+        return (
+            f"{type(self).__module__}.{type(self).__qualname__}",
+            {
+                "kontext_conn_id": self.kontext_conn_id,
+                "kie_task_ids": list(self.kie_task_ids),
+                "end_time": self.end_time,
+                "poll_interval": self.poll_interval,
+                "not_found_grace": self.not_found_grace,
+            },
+        )
+
+    async def run(self) -> AsyncIterator[TriggerEvent]:
+        waiter = TaskWaiter(self.kie_task_ids, end_time=self.end_time, not_found_grace=self.not_found_grace)
+        if waiter.timed_out(time.time()):
+            # Resumed after the deadline (e.g. a long triggerer outage): no new window, no poll.
+            yield TriggerEvent(waiter.timeout_result().to_event())
+            return
+        try:
+            result = await self._wait(waiter)
+        except KontextError as err:  # the connection could not be read, for instance
+            result = WaitResult(WaitStatus.ERROR, waiter.records, str(err), type(err).__name__)
+        yield TriggerEvent(result.to_event())
+
+    async def _wait(self, waiter: TaskWaiter) -> WaitResult:
+        settings = await AsyncKontextClient.settings_for_connection(self.kontext_conn_id)
+        schedule = PollSchedule(interval=self.poll_interval)
+        total = len(self.kie_task_ids)
+        done_before = 0
+        async with shared_client(settings) as client:
+            while True:
+                if waiter.timed_out(time.time()):
+                    return waiter.timeout_result()
+                outcome = await client.poll(waiter)
+                if outcome is not None:
+                    return outcome
+                done = total - len(waiter.pending_ids())
+                if done != done_before:
+                    failed = sum(1 for record in waiter.records if record.is_terminal and not record.succeeded)
+                    self.log.info("kie tasks: %d/%d done, %d failed.", done, total, failed)
+                    done_before = done
+                await asyncio.sleep(schedule.delay(1, now=time.time(), end_time=self.end_time))
+
+    async def on_kill(self) -> None:
+        """
+        kie has no cancel endpoint, so a killed wait cannot stop the generation it watched.
+
+        Runs on Airflow 3.3+ when a user kills the deferred task; it only says what was left
+        running, since those tasks are still billed and their images can still be collected.
+        """
+        self.log.warning(
+            "Deferred wait killed; kie has no cancel API, so task(s) %s keep running on kie.",
+            self.kie_task_ids,
+        )
