@@ -1,0 +1,216 @@
+"""``KontextGenerateOperator``: create a Flux Kontext image (text-to-image or edit) and wait for it.
+
+The create request is sent on the worker, once; the wait happens in the triggerer (deferrable)
+or on the worker (blocking), both decided by the same
+:class:`~airflow_provider_kontext.protocol.polling.TaskWaiter`.
+"""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any, Final
+
+from airflow.providers.common.compat.sdk import BaseOperator, conf
+
+from airflow_provider_kontext.exceptions import KontextError
+from airflow_provider_kontext.links import KontextImageLink
+from airflow_provider_kontext.protocol.polling import (
+    DEFAULT_POLL_INTERVAL_SECONDS,
+    DEFAULT_TIMEOUT_SECONDS,
+    PollSchedule,
+    TaskWaiter,
+    WaitResult,
+)
+from airflow_provider_kontext.protocol.request import OPTIONAL_FIELDS, GenerateRequest, validate_fields
+from airflow_provider_kontext.results import TASK_ID_KEY, publish
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from airflow.providers.common.compat.sdk import Context
+
+    from airflow_provider_kontext.hooks.kontext import KontextHook
+
+#: Extra time the scheduler's deferral backstop gives the trigger, so the trigger's own clean
+#: ``timeout`` event (and so ``execute_complete``) wins over a silent deferral timeout.
+DEFER_TIMEOUT_BUFFER_SECONDS: Final = 60.0
+
+#: Stand-ins used to validate the static fields while a templated one is still unrendered.
+_TEMPLATE_PLACEHOLDERS: Final[dict[str, Any]] = {
+    "prompt": "templated prompt",
+    "input_image": "https://templated.invalid/image",
+    "callback_url": "https://templated.invalid/callback",
+    "watermark": "templated",
+}
+
+
+class KontextGenerateOperator(BaseOperator):
+    """
+    Generate an image with Flux Kontext, or edit one (``input_image``), and return its result.
+
+    Returns a small dict (``kie_task_id``, ``status``, ``result_image_url``, ``origin_image_url``,
+    ``prompt``, ``model``, ``aspect_ratio``, ``create_time``, ``complete_time``, ...), or just the
+    kie task id with ``wait_for_completion=False``. The kie task id is pushed to XCom key
+    ``kontext_task_id`` as soon as the task is created, and the image URL to
+    ``result_image_url``. kie keeps images 14 days: copy them somewhere durable.
+
+    An Airflow retry of this task sends a new create (and pays again): kie has no idempotency key.
+
+    :param prompt: What to generate, or the change to make when editing. Templated.
+    :param input_image: http(s) URL of the image to edit; leave unset for text-to-image. Templated.
+    :param aspect_ratio: ``21:9``, ``16:9``, ``4:3``, ``1:1``, ``3:4`` or ``9:16``. Templated.
+    :param output_format: ``jpeg`` or ``png``.
+    :param model: ``flux-kontext-pro`` or ``flux-kontext-max``. Templated.
+    :param prompt_upsampling: Let kie expand the prompt.
+    :param enable_translation: Let kie translate a non-English prompt.
+    :param upload_cn: Use kie's servers in China.
+    :param callback_url: URL kie POSTs the result to. Templated.
+    :param watermark: Watermark identifier. Templated.
+    :param safety_tolerance: Moderation level, 0 (strict) to 6 when generating, to 2 when editing.
+    :param kontext_conn_id: The ``kontext`` Airflow connection.
+    :param wait_for_completion: Wait for the image (default) or return the kie task id at once.
+    :param deferrable: Wait in the triggerer, freeing the worker slot. Defaults to
+        ``[operators] default_deferrable``.
+    :param poll_interval: Seconds between status checks.
+    :param timeout: Seconds to wait for the image before failing with ``KontextTimeoutError``.
+    """
+
+    template_fields: Sequence[str] = ("prompt", "input_image", "aspect_ratio", "model", "callback_url", "watermark")
+    operator_extra_links = (KontextImageLink(),)
+    ui_color = "#e8d5ff"
+
+    def __init__(
+        self,
+        *,
+        prompt: str,
+        input_image: str | None = None,
+        aspect_ratio: str | None = None,
+        output_format: str | None = None,
+        model: str | None = None,
+        prompt_upsampling: bool | None = None,
+        enable_translation: bool | None = None,
+        upload_cn: bool | None = None,
+        callback_url: str | None = None,
+        watermark: str | None = None,
+        safety_tolerance: int | None = None,
+        kontext_conn_id: str = "kontext_default",
+        wait_for_completion: bool = True,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        poll_interval: float = DEFAULT_POLL_INTERVAL_SECONDS,
+        timeout: float = DEFAULT_TIMEOUT_SECONDS,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.prompt = prompt
+        self.input_image = input_image
+        self.aspect_ratio = aspect_ratio
+        self.output_format = output_format
+        self.model = model
+        self.prompt_upsampling = prompt_upsampling
+        self.enable_translation = enable_translation
+        self.upload_cn = upload_cn
+        self.callback_url = callback_url
+        self.watermark = watermark
+        self.safety_tolerance = safety_tolerance
+        self.kontext_conn_id = kontext_conn_id
+        self.wait_for_completion = wait_for_completion
+        self.deferrable = deferrable
+        self.poll_interval = poll_interval
+        self.timeout = timeout
+        PollSchedule(interval=poll_interval)  # a bad interval fails at parse time, not mid-run
+        if timeout <= 0:
+            raise ValueError("timeout must be positive")
+        validate_fields(self._fields_for_static_check())
+
+    # ------------------------------------------------------------------ request
+
+    def _fields(self) -> dict[str, Any]:
+        return {"prompt": self.prompt, **{name: getattr(self, name) for name in OPTIONAL_FIELDS}}
+
+    def _fields_for_static_check(self) -> dict[str, Any]:
+        """The fields with not-yet-rendered templates swapped for neutral stand-ins."""
+        fields = self._fields()
+        for name in self.template_fields:
+            if _is_unrendered(fields[name]):
+                fields[name] = _TEMPLATE_PLACEHOLDERS.get(name)
+        return fields
+
+    def build_request(self) -> GenerateRequest:
+        """The validated request from the rendered fields; raises before anything is sent."""
+        return GenerateRequest.from_fields(**self._fields())
+
+    # ------------------------------------------------------------------ execution
+
+    @property
+    def hook(self) -> KontextHook:
+        from airflow_provider_kontext.hooks.kontext import KontextHook
+
+        return KontextHook(kontext_conn_id=self.kontext_conn_id)
+
+    def execute(self, context: Context) -> Any:
+        request = self.build_request()
+        hook = self.hook
+        kie_task_id = hook.submit(request)
+        context["ti"].xcom_push(key=TASK_ID_KEY, value=kie_task_id)
+        if not self.wait_for_completion:
+            if self.deferrable:
+                self.log.warning("deferrable has no effect with wait_for_completion=False.")
+            return kie_task_id
+
+        end_time = time.time() + self._wait_budget()
+        if not self.deferrable:
+            return self._finish(
+                context,
+                hook.wait_for_tasks([kie_task_id], timeout=self._wait_budget(), poll_interval=self.poll_interval),
+            )
+
+        # A task that is already done needs no round trip through the triggerer.
+        waiter = TaskWaiter([kie_task_id], end_time=end_time)
+        try:
+            outcome = hook.poll(waiter)
+        except KontextError as err:
+            self.log.warning("First status check of kie task %s failed (%s); deferring anyway.", kie_task_id, err)
+            outcome = None
+        if outcome is not None:
+            return self._finish(context, outcome)
+        self._defer_until(end_time, [kie_task_id])
+        return None  # pragma: no cover - defer() raises
+
+    def _wait_budget(self) -> float:
+        """Seconds to wait: ``timeout``, cut to ``execution_timeout`` when that is shorter."""
+        budget = float(self.timeout)
+        if self.execution_timeout is not None:
+            budget = min(budget, self.execution_timeout.total_seconds())
+        return budget
+
+    def _defer_until(self, end_time: float, kie_task_ids: list[str]) -> None:
+        from airflow_provider_kontext.triggers.task import KontextTaskTrigger
+
+        self.defer(
+            trigger=KontextTaskTrigger(
+                kontext_conn_id=self.kontext_conn_id,
+                kie_task_ids=kie_task_ids,
+                end_time=end_time,
+                poll_interval=self.poll_interval,
+            ),
+            method_name="execute_complete",
+            timeout=timedelta(
+                seconds=max(end_time - time.time(), 0) + self.poll_interval + DEFER_TIMEOUT_BUFFER_SECONDS
+            ),
+        )
+
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
+        """Resume after the trigger: validate its event, then succeed or raise the typed error."""
+        return self._finish(context, WaitResult.from_event(event))
+
+    def _finish(self, context: Context, result: WaitResult) -> dict[str, Any]:
+        self.log.info("%s", result.message)
+        return publish(context, result)[0]
+
+
+def _is_unrendered(value: Any) -> bool:
+    """A Jinja string or a lazy value (XComArg, ...) that only rendering will resolve."""
+    if isinstance(value, str):
+        return "{{" in value or "{%" in value
+    return value is not None and not isinstance(value, (bool, int, float))

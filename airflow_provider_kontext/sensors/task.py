@@ -1,0 +1,134 @@
+"""``KontextTaskSensor``: wait for kie tasks created elsewhere and push their image URLs to XCom."""
+
+from __future__ import annotations
+
+import time
+from datetime import timedelta
+from typing import TYPE_CHECKING, Any
+
+from airflow.providers.common.compat.sdk import AirflowSensorTimeout, BaseSensorOperator, PokeReturnValue, conf
+
+from airflow_provider_kontext.links import KontextImageLink
+from airflow_provider_kontext.operators.generate import DEFER_TIMEOUT_BUFFER_SECONDS
+from airflow_provider_kontext.protocol.envelope import check_task_id
+from airflow_provider_kontext.protocol.polling import (
+    DEFAULT_POLL_INTERVAL_SECONDS,
+    DEFAULT_TIMEOUT_SECONDS,
+    TaskWaiter,
+    WaitResult,
+    WaitStatus,
+)
+from airflow_provider_kontext.results import publish
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from airflow.providers.common.compat.sdk import Context
+
+    from airflow_provider_kontext.hooks.kontext import KontextHook
+
+
+class KontextTaskSensor(BaseSensorOperator):
+    """
+    Wait until one or several kie tasks finish, without holding a worker slot when deferrable.
+
+    Returns the result dict for one id, or the list of result dicts in input order for several,
+    and pushes ``result_image_url`` (the first) and ``result_image_urls`` (all). A failed task
+    raises its typed error (content policy, generation failed, ...); ``timeout`` raises
+    ``AirflowSensorTimeout`` (or skips with ``soft_fail``), in every mode.
+
+    Poke, reschedule and deferrable modes share one decision object with the trigger, so they
+    cannot disagree about what "done" means.
+
+    :param kontext_task_ids: A kie task id or a list of them; typically the operator's
+        ``kontext_task_id`` XCom. Templated.
+    :param kontext_conn_id: The ``kontext`` Airflow connection.
+    :param poll_interval: Seconds between checks (the sensor's ``poke_interval``).
+    :param deferrable: Wait in the triggerer. Defaults to ``[operators] default_deferrable``.
+    """
+
+    template_fields: Sequence[str] = ("kontext_task_ids",)
+    operator_extra_links = (KontextImageLink(),)
+    ui_color = "#e8d5ff"
+
+    def __init__(
+        self,
+        *,
+        kontext_task_ids: str | list[str],
+        kontext_conn_id: str = "kontext_default",
+        poll_interval: float = DEFAULT_POLL_INTERVAL_SECONDS,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        timeout: float = DEFAULT_TIMEOUT_SECONDS,
+        **kwargs: Any,
+    ) -> None:
+        kwargs.setdefault("poke_interval", poll_interval)
+        super().__init__(timeout=timeout, **kwargs)
+        self.kontext_task_ids = kontext_task_ids
+        self.kontext_conn_id = kontext_conn_id
+        self.poll_interval = float(kwargs["poke_interval"])
+        self.deferrable = deferrable
+        self._waiter: TaskWaiter | None = None
+
+    @property
+    def hook(self) -> KontextHook:
+        from airflow_provider_kontext.hooks.kontext import KontextHook
+
+        return KontextHook(kontext_conn_id=self.kontext_conn_id)
+
+    def _task_ids(self) -> list[str]:
+        ids = self.kontext_task_ids
+        if isinstance(ids, str):
+            return [check_task_id(ids)]
+        return [check_task_id(task_id) for task_id in ids]
+
+    def _returns_list(self) -> bool:
+        return not isinstance(self.kontext_task_ids, str)
+
+    def execute(self, context: Context) -> Any:
+        if not self.deferrable:
+            return super().execute(context)
+        end_time = time.time() + float(self.timeout)
+        waiter = TaskWaiter(self._task_ids(), end_time=end_time)
+        outcome = self.hook.poll(waiter)
+        if outcome is not None:
+            return self._finish(context, outcome)
+        from airflow_provider_kontext.triggers.task import KontextTaskTrigger
+
+        self.defer(
+            trigger=KontextTaskTrigger(
+                kontext_conn_id=self.kontext_conn_id,
+                kie_task_ids=waiter.kie_task_ids,
+                end_time=end_time,
+                poll_interval=self.poll_interval,
+            ),
+            method_name="execute_complete",
+            timeout=timedelta(seconds=float(self.timeout) + self.poll_interval + DEFER_TIMEOUT_BUFFER_SECONDS),
+        )
+        return None  # pragma: no cover - defer() raises
+
+    def poke(self, context: Context) -> bool | PokeReturnValue:
+        if self._waiter is None:
+            # In reschedule mode each poke is a new process: the "not found" grace starts at the
+            # first poke, which Airflow remembers, rather than anew at every poke.
+            first_poke = context["ti"].get_first_reschedule_date(context) if self.reschedule else None
+            self._waiter = TaskWaiter(
+                self._task_ids(),
+                end_time=None,  # the sensor's own timeout governs poke/reschedule mode
+                not_found_since=first_poke.timestamp() if first_poke is not None else None,
+            )
+        outcome = self.hook.poll(self._waiter)
+        if outcome is None:
+            return False
+        return PokeReturnValue(is_done=True, xcom_value=self._finish(context, outcome))
+
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
+        """Resume after the trigger: a ``timeout`` event is a sensor timeout, so ``soft_fail`` applies."""
+        result = WaitResult.from_event(event)
+        if result.status is WaitStatus.TIMEOUT:
+            raise AirflowSensorTimeout(result.message)
+        return self._finish(context, result)
+
+    def _finish(self, context: Context, result: WaitResult) -> Any:
+        self.log.info("%s", result.message)
+        records = publish(context, result)
+        return records if self._returns_list() else records[0]
