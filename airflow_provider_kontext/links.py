@@ -9,8 +9,8 @@ from airflow.providers.common.compat.sdk import BaseOperatorLink, XCom
 from airflow_provider_kontext.results import RESULT_IMAGE_URL_KEY
 
 if TYPE_CHECKING:
-    from airflow.sdk.types import TaskInstanceKey
     from airflow.providers.common.compat.sdk import BaseOperator
+    from airflow.sdk.types import TaskInstanceKey
 
 
 class KontextImageLink(BaseOperatorLink):
