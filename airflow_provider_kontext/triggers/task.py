@@ -55,7 +55,7 @@ class KontextTaskTrigger(BaseTrigger):
         poll_interval: float = DEFAULT_POLL_INTERVAL_SECONDS,
         not_found_grace: float = DEFAULT_NOT_FOUND_GRACE_SECONDS,
     ) -> None:
-        super().__init__()
+        super().__init__()  # type: ignore[no-untyped-call]
         self.kontext_conn_id = kontext_conn_id
         self.kie_task_ids = list(kie_task_ids)
         self.end_time = float(end_time)
