@@ -1,0 +1,61 @@
+"""Shared fixtures: a throwaway Airflow home, one real emulator over loopback, and a connection to it.
+
+The API key is deliberately recognisable, so tests can prove it never leaks anywhere.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from typing import TYPE_CHECKING, Any
+
+# Airflow reads its home and config at import time: set them before anything imports it.
+_AIRFLOW_HOME = tempfile.mkdtemp(prefix="kontext-tests-airflow-")
+os.environ["AIRFLOW_HOME"] = _AIRFLOW_HOME
+os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "True")
+os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{_AIRFLOW_HOME}/airflow.db"
+
+import pytest  # noqa: E402
+
+from airflow_provider_kontext.emulator import EmulatorConfig, EmulatorServer  # noqa: E402
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
+
+API_KEY = "kontext-test-SECRET-key-7f3a9c"
+CONN_ENV = "AIRFLOW_CONN_KONTEXT_DEFAULT"
+#: Fast but realistic: tasks finish after 0.4 s, ``recordInfo is null`` for the first 0.1 s.
+FAST_EMULATOR: dict[str, Any] = {"generation_seconds": 0.4, "record_info_null_seconds": 0.1, "image_long_side": 128}
+#: Retries without real waiting, short read timeout so timeout faults are quick.
+FAST_EXTRAS: dict[str, Any] = {"backoff_initial": 0.01, "backoff_max": 0.05, "read_timeout": 2, "connect_timeout": 2}
+
+
+def connection_json(base_url: str, *, api_key: str = API_KEY, **extra: Any) -> str:
+    return json.dumps(
+        {
+            "conn_type": "kontext",
+            "host": base_url,
+            "password": api_key,
+            "extra": {**FAST_EXTRAS, "upload_base_url": base_url, **extra},
+        }
+    )
+
+
+@pytest.fixture(scope="session")
+def emulator_session() -> Iterator[EmulatorServer]:
+    with EmulatorServer(EmulatorConfig(api_key=API_KEY, **FAST_EMULATOR)) as server:
+        yield server
+
+
+@pytest.fixture
+def emulator(emulator_session: EmulatorServer, monkeypatch: pytest.MonkeyPatch) -> EmulatorServer:
+    """The shared emulator, reset, with ``kontext_default`` pointing at it."""
+    emulator_session.reset(**FAST_EMULATOR)
+    monkeypatch.setenv(CONN_ENV, connection_json(emulator_session.base_url))
+    return emulator_session
+
+
+def requests_to(emulator: EmulatorServer, endpoint: str) -> int:
+    return int(emulator.stats()["requests"].get(endpoint, 0))
