@@ -189,12 +189,15 @@ def create_app(config: EmulatorConfig, state: EmulatorState | None = None) -> Fa
             form = await request.form()
         except Exception:  # malformed multipart: kie answers "bad parameters"
             return _json(upload_envelope(400, "Request must be multipart/form-data with a file field"))
-        upload = form.get("file")
-        if not isinstance(upload, UploadFile):
-            return _json(upload_envelope(400, "file is required"))
-        data = await upload.read()
-        fields = {k: v for k, v in form.items() if isinstance(v, str)}
-        return upload_answer(request, data, fields, name_hint=upload.filename)
+        try:
+            upload = form.get("file")
+            if not isinstance(upload, UploadFile):
+                return _json(upload_envelope(400, "file is required"))
+            data = await upload.read()
+            fields = {k: v for k, v in form.items() if isinstance(v, str)}
+            return upload_answer(request, data, fields, name_hint=upload.filename)
+        finally:
+            await form.close()
 
     @app.post(routes.UPLOAD_URL)
     async def upload_url(request: Request) -> Response:

@@ -25,7 +25,7 @@ CREDIT = "/api/v1/chat/credit"
 DOWNLOAD_URL = "/api/v1/common/download-url"
 
 #: Fast settings: tasks finish in 0.3 s, the recordInfo-null phase lasts 0.1 s, small images.
-FAST = {"generation_seconds": 0.3, "record_info_null_seconds": 0.1, "image_long_side": 256}
+FAST: dict[str, Any] = {"generation_seconds": 0.3, "record_info_null_seconds": 0.1, "image_long_side": 256}
 
 
 @pytest.fixture(scope="session")

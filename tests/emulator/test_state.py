@@ -8,6 +8,7 @@ import hmac
 import json
 import subprocess
 import sys
+from typing import Any
 
 import pytest
 
@@ -151,7 +152,7 @@ def test_forbidden_fault_spares_download_links(state: EmulatorState) -> None:
     ],
 )
 def test_bad_faults_are_rejected_at_injection(
-    state: EmulatorState, endpoint: str, kind: str, params: dict[str, object]
+    state: EmulatorState, endpoint: str, kind: str, params: dict[str, Any]
 ) -> None:
     with pytest.raises(ValueError, match=r"\w"):
         state.inject_fault(endpoint, kind, **params)
