@@ -16,6 +16,8 @@ os.environ["AIRFLOW_HOME"] = _AIRFLOW_HOME
 os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "True")
 os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{_AIRFLOW_HOME}/airflow.db"
+EXAMPLES_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "dags_examples")
+os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = EXAMPLES_DIR
 
 import pytest  # noqa: E402
 
@@ -55,6 +57,21 @@ def emulator(emulator_session: EmulatorServer, monkeypatch: pytest.MonkeyPatch) 
     emulator_session.reset(**FAST_EMULATOR)
     monkeypatch.setenv(CONN_ENV, connection_json(emulator_session.base_url))
     return emulator_session
+
+
+@pytest.fixture(scope="session")
+def airflow_db() -> str:
+    """A migrated SQLite metadata DB in the throwaway AIRFLOW_HOME (``dag.test()`` needs one)."""
+    import subprocess
+    import sys
+
+    subprocess.run(
+        [sys.executable, "-m", "airflow", "db", "migrate"],
+        check=True,
+        capture_output=True,
+        env={**os.environ, "PYTHONWARNINGS": "ignore"},
+    )
+    return _AIRFLOW_HOME
 
 
 def requests_to(emulator: EmulatorServer, endpoint: str) -> int:

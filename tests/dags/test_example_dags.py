@@ -1,0 +1,134 @@
+"""Every example DAG, run with ``dag.test()`` on a real Airflow (SQLite) against the emulator.
+
+Each runs deferrable (the trigger runs in-process) and blocking, and asserts the XCom values,
+the images on disk, and that the emulator received exactly one create per image.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from PIL import Image
+
+from airflow_provider_kontext.emulator import EmulatorServer
+from airflow_provider_kontext.triggers.task import KontextTaskTrigger
+from tests.conftest import API_KEY, EXAMPLES_DIR
+
+pytestmark = pytest.mark.dagtest
+
+KONTEXT_TASK_TYPES = ("KontextGenerateOperator", "KontextTaskSensor")
+
+
+def load_example(name: str) -> Any:
+    if EXAMPLES_DIR not in sys.path:
+        sys.path.insert(0, EXAMPLES_DIR)
+    spec = importlib.util.spec_from_file_location(f"example_{name}", Path(EXAMPLES_DIR) / f"{name}.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def tune(dag: Any, *, deferrable: bool) -> None:
+    """Fast polls for the emulator, and the requested waiting mode, on every Kontext task."""
+    for task in dag.tasks:
+        if getattr(task, "task_type", type(task).__name__) not in KONTEXT_TASK_TYPES:
+            continue
+        kwargs = getattr(task, "partial_kwargs", None)
+        if kwargs is not None:  # a mapped operator
+            kwargs["deferrable"] = deferrable
+            kwargs["poll_interval"] = 0.2
+        else:
+            task.deferrable = deferrable
+            task.poll_interval = 0.2
+            if hasattr(task, "poke_interval"):
+                task.poke_interval = 0.2
+
+
+def xcoms(run_id: str) -> dict[tuple[str, int, str], Any]:
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        rows = session.query(XComModel).filter(XComModel.run_id == run_id).all()
+        return {(row.task_id, row.map_index, row.key): XComModel.deserialize_value(row) for row in rows}
+
+
+@pytest.fixture
+def run_example(airflow_db: str, emulator: EmulatorServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    monkeypatch.setenv("KONTEXT_OUTPUT_DIR", str(tmp_path))
+    deferrals: list[list[str]] = []
+    original_run = KontextTaskTrigger.run
+
+    def counting_run(self: KontextTaskTrigger) -> Any:
+        deferrals.append(list(self.kie_task_ids))
+        return original_run(self)
+
+    monkeypatch.setattr(KontextTaskTrigger, "run", counting_run)
+
+    def run(name: str, *, deferrable: bool) -> tuple[Any, dict[tuple[str, int, str], Any], list[list[str]]]:
+        module = load_example(name)
+        tune(module.dag, deferrable=deferrable)
+        dag_run = module.dag.test()
+        assert dag_run.state == "success", f"{name} ended {dag_run.state}"
+        return module, xcoms(dag_run.run_id), deferrals
+
+    return run
+
+
+def assert_image(path: str, fmt: str, size_ratio: float | None = None) -> None:
+    with Image.open(path) as image:
+        assert image.format == fmt
+        if size_ratio is not None:
+            assert abs(image.width / image.height - size_ratio) < 0.02
+
+
+@pytest.mark.parametrize("deferrable", [True, False], ids=["deferrable", "blocking"])
+def test_text_to_image(run_example: Any, emulator: EmulatorServer, deferrable: bool) -> None:
+    _, values, deferrals = run_example("example_kontext_text_to_image", deferrable=deferrable)
+    result = values[("generate", -1, "return_value")]
+    assert result["status"] == "SUCCESS"
+    assert result["prompt"] == "A ceramic coffee mug on a walnut desk, soft morning light"
+    assert result["aspect_ratio"] == "16:9"
+    assert values[("generate", -1, "kontext_task_id")] == result["kie_task_id"]
+    assert values[("generate", -1, "result_image_url")] == result["result_image_url"]
+    assert_image(values[("save_image", -1, "return_value")], "PNG", 16 / 9)
+    assert emulator.stats()["creates_accepted"] == 1
+    assert len(deferrals) == (1 if deferrable else 0)
+    assert API_KEY not in repr(values)
+
+
+@pytest.mark.parametrize("deferrable", [True, False], ids=["deferrable", "blocking"])
+def test_edit_with_sensor(run_example: Any, emulator: EmulatorServer, deferrable: bool) -> None:
+    _, values, deferrals = run_example("example_kontext_edit_with_sensor", deferrable=deferrable)
+    original = values[("original", -1, "return_value")]
+    edit_id = values[("submit_edit", -1, "return_value")]
+    assert edit_id == values[("submit_edit", -1, "kontext_task_id")]
+    edited = values[("wait_for_edit", -1, "return_value")]
+    assert edited["kie_task_id"] == edit_id
+    assert edited["input_image"] == original["result_image_url"]
+    assert values[("wait_for_edit", -1, "result_image_url")] == edited["result_image_url"]
+    assert values[("wait_for_edit", -1, "result_image_urls")] == [edited["result_image_url"]]
+    before = Image.open(values[("save_original", -1, "return_value")]).convert("RGB")
+    after = Image.open(values[("save_edit", -1, "return_value")]).convert("RGB")
+    assert before.size == after.size
+    assert list(before.getdata()) != list(after.getdata()), "an edit must visibly change the image"
+    assert emulator.stats()["creates_accepted"] == 2
+    assert len(deferrals) == (2 if deferrable else 0)
+
+
+@pytest.mark.parametrize("deferrable", [True, False], ids=["deferrable", "blocking"])
+def test_fan_out(run_example: Any, emulator: EmulatorServer, deferrable: bool) -> None:
+    module, values, deferrals = run_example("example_kontext_fan_out", deferrable=deferrable)
+    prompts = module.PROMPTS
+    results = [values[("generate", index, "return_value")] for index in range(len(prompts))]
+    assert [r["prompt"] for r in results] == prompts
+    for index in range(len(prompts)):
+        assert_image(values[("save_image", index, "return_value")], "JPEG", 1.0)
+    assert emulator.stats()["creates_accepted"] == len(prompts)
+    assert len(deferrals) == (len(prompts) if deferrable else 0)
