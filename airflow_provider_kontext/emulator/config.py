@@ -110,8 +110,11 @@ class EmulatorConfig:
             raise ValueError(f"time_format must be 'iso' or 'epoch_ms', not {self.time_format!r}")
         for name in _FLOAT_FIELDS:
             value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ValueError(f"{name} must be a number, not {value!r}")
             if not math.isfinite(value) or (value < 0 and name != "credits"):
                 raise ValueError(f"{name} must be a finite number >= 0, not {value!r}")
+            object.__setattr__(self, name, float(value))  # frozen: normalise ints once, here
         if self.rate_limit_creates < 0:
             raise ValueError("rate_limit_creates must be >= 0")
         if self.image_long_side < 16:

@@ -13,11 +13,12 @@ import pytest
 import requests
 from PIL import Image, ImageChops, ImageStat
 
-from tests.emulator.conftest import API_KEY, AUTH, CREDIT, DOWNLOAD_URL, GENERATE, RECORD_INFO
+from .helpers import API_KEY, AUTH, CREDIT, DOWNLOAD_URL, GENERATE, RECORD_INFO
 
 if TYPE_CHECKING:
     from airflow_provider_kontext.emulator import EmulatorServer
-    from tests.emulator.conftest import KieClient, SideServer
+
+    from .helpers import KieClient, SideServer
 
 RATIOS = {"21:9": 21 / 9, "16:9": 16 / 9, "4:3": 4 / 3, "1:1": 1.0, "3:4": 3 / 4, "9:16": 9 / 16}
 

@@ -20,7 +20,8 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     from airflow_provider_kontext.emulator import EmulatorServer
-    from tests.emulator.conftest import KieClient, SideServer
+
+    from .helpers import KieClient, SideServer
 
 
 def test_success_callback_with_valid_hmac(kie: KieClient, emu: EmulatorServer, side_server: SideServer) -> None:

@@ -9,11 +9,13 @@ import pytest
 import requests
 
 from airflow_provider_kontext.emulator.faults import http_date
-from tests.emulator.conftest import AUTH, CREDIT, DOWNLOAD_URL, GENERATE, RECORD_INFO
+
+from .helpers import AUTH, CREDIT, DOWNLOAD_URL, GENERATE, RECORD_INFO
 
 if TYPE_CHECKING:
     from airflow_provider_kontext.emulator import EmulatorServer
-    from tests.emulator.conftest import KieClient
+
+    from .helpers import KieClient
 
 
 def post_generate(emu: EmulatorServer, timeout: float = 5.0) -> requests.Response:
