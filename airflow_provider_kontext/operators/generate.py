@@ -7,19 +7,16 @@ or on the worker (blocking), both decided by the same
 
 from __future__ import annotations
 
-import time
-from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Final
 
 from airflow.providers.common.compat.sdk import BaseOperator, conf
 
-from airflow_provider_kontext.exceptions import KontextError
 from airflow_provider_kontext.links import KontextImageLink
+from airflow_provider_kontext.operators.waiting import wait_budget, wait_for
 from airflow_provider_kontext.protocol.polling import (
     DEFAULT_POLL_INTERVAL_SECONDS,
     DEFAULT_TIMEOUT_SECONDS,
     PollSchedule,
-    TaskWaiter,
     WaitResult,
 )
 from airflow_provider_kontext.protocol.request import OPTIONAL_FIELDS, GenerateRequest, validate_fields
@@ -31,10 +28,6 @@ if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
 
     from airflow_provider_kontext.hooks.kontext import KontextHook
-
-#: Extra time the scheduler's deferral backstop gives the trigger, so the trigger's own clean
-#: ``timeout`` event (and so ``execute_complete``) wins over a silent deferral timeout.
-DEFER_TIMEOUT_BUFFER_SECONDS: Final = 60.0
 
 #: Stand-ins used to validate the static fields while a templated one is still unrendered.
 _TEMPLATE_PLACEHOLDERS: Final[dict[str, Any]] = {
@@ -158,47 +151,16 @@ class KontextGenerateOperator(BaseOperator):
                 self.log.warning("deferrable has no effect with wait_for_completion=False.")
             return kie_task_id
 
-        end_time = time.time() + self._wait_budget()
-        if not self.deferrable:
-            return self._finish(
-                context,
-                hook.wait_for_tasks([kie_task_id], timeout=self._wait_budget(), poll_interval=self.poll_interval),
-            )
-
-        # A task that is already done needs no round trip through the triggerer.
-        waiter = TaskWaiter([kie_task_id], end_time=end_time)
-        try:
-            outcome = hook.poll(waiter)
-        except KontextError as err:
-            self.log.warning("First status check of kie task %s failed (%s); deferring anyway.", kie_task_id, err)
-            outcome = None
-        if outcome is not None:
-            return self._finish(context, outcome)
-        self._defer_until(end_time, [kie_task_id])
-        return None  # pragma: no cover - defer() raises
-
-    def _wait_budget(self) -> float:
-        """Seconds to wait: ``timeout``, cut to ``execution_timeout`` when that is shorter."""
-        budget = float(self.timeout)
-        if self.execution_timeout is not None:
-            budget = min(budget, self.execution_timeout.total_seconds())
-        return budget
-
-    def _defer_until(self, end_time: float, kie_task_ids: list[str]) -> None:
-        from airflow_provider_kontext.triggers.task import KontextTaskTrigger
-
-        self.defer(
-            trigger=KontextTaskTrigger(
-                kontext_conn_id=self.kontext_conn_id,
-                kie_task_ids=kie_task_ids,
-                end_time=end_time,
-                poll_interval=self.poll_interval,
-            ),
-            method_name="execute_complete",
-            timeout=timedelta(
-                seconds=max(end_time - time.time(), 0) + self.poll_interval + DEFER_TIMEOUT_BUFFER_SECONDS
-            ),
+        result = wait_for(
+            self,
+            hook,
+            [kie_task_id],
+            kontext_conn_id=self.kontext_conn_id,
+            deferrable=self.deferrable,
+            poll_interval=self.poll_interval,
+            budget=wait_budget(self.timeout, self.execution_timeout),
         )
+        return self._finish(context, result)
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
         """Resume after the trigger: validate its event, then succeed or raise the typed error."""

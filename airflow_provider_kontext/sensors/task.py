@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import time
-from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import AirflowSensorTimeout, BaseSensorOperator, PokeReturnValue, conf
 
 from airflow_provider_kontext.links import KontextImageLink
-from airflow_provider_kontext.operators.generate import DEFER_TIMEOUT_BUFFER_SECONDS
+from airflow_provider_kontext.operators.waiting import wait_for
 from airflow_provider_kontext.protocol.envelope import check_task_id
 from airflow_provider_kontext.protocol.polling import (
     DEFAULT_POLL_INTERVAL_SECONDS,
@@ -87,24 +85,16 @@ class KontextTaskSensor(BaseSensorOperator):
     def execute(self, context: Context) -> Any:
         if not self.deferrable:
             return super().execute(context)
-        end_time = time.time() + float(self.timeout)
-        waiter = TaskWaiter(self._task_ids(), end_time=end_time)
-        outcome = self.hook.poll(waiter)
-        if outcome is not None:
-            return self._finish(context, outcome)
-        from airflow_provider_kontext.triggers.task import KontextTaskTrigger
-
-        self.defer(
-            trigger=KontextTaskTrigger(
-                kontext_conn_id=self.kontext_conn_id,
-                kie_task_ids=waiter.kie_task_ids,
-                end_time=end_time,
-                poll_interval=self.poll_interval,
-            ),
-            method_name="execute_complete",
-            timeout=timedelta(seconds=float(self.timeout) + self.poll_interval + DEFER_TIMEOUT_BUFFER_SECONDS),
+        result = wait_for(
+            self,
+            self.hook,
+            self._task_ids(),
+            kontext_conn_id=self.kontext_conn_id,
+            deferrable=True,
+            poll_interval=self.poll_interval,
+            budget=float(self.timeout),
         )
-        return None  # pragma: no cover - defer() raises
+        return self._finish(context, result)
 
     def poke(self, context: Context) -> bool | PokeReturnValue:
         if self._waiter is None:
