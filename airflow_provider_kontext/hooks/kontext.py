@@ -22,6 +22,7 @@ from urllib3.exceptions import NewConnectionError
 
 from airflow_provider_kontext.exceptions import (
     KontextError,
+    KontextInsufficientCreditsError,
     KontextResponseError,
     KontextServerError,
 )
@@ -46,6 +47,7 @@ from airflow_provider_kontext.protocol.polling import (
     TaskWaiter,
     WaitResult,
 )
+from airflow_provider_kontext.protocol.ratelimit import CreateRateLimiter
 from airflow_provider_kontext.protocol.request import GenerateRequest, check_http_url
 from airflow_provider_kontext.protocol.retry import retry_kwargs
 from airflow_provider_kontext.protocol.settings import ClientSettings
@@ -170,6 +172,53 @@ class KontextHook(BaseHook):
         """The account's remaining credit balance."""
         return self._call(credit_request(), parse_credit_response)
 
+    def submit_many(
+        self,
+        requests_: Sequence[GenerateRequest],
+        *,
+        limiter: CreateRateLimiter | None = None,
+        on_created: Callable[[list[str]], None] | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+    ) -> list[str]:
+        """
+        Submit several requests in order, paced by ``limiter``; return their kie task ids in order.
+
+        ``on_created`` sees the ids created so far after every create, so a caller can record
+        them before the next one (a failure part-way leaves those tasks created and billed).
+        A failed create stops the batch and raises; the ids created before it are in the
+        error message.
+        """
+        limiter = limiter or CreateRateLimiter()
+        created: list[str] = []
+        for index, request in enumerate(requests_):
+            wait = limiter.delay()
+            if wait > 0:
+                sleep(wait)
+            limiter.record()
+            try:
+                created.append(self.submit(request))
+            except KontextError as err:
+                err.args = (
+                    f"{err} (request {index + 1} of {len(requests_)}; {len(created)} task(s) created before it: "
+                    f"{created})",
+                    *err.args[1:],
+                )
+                raise
+            if on_created is not None:
+                on_created(list(created))
+        return created
+
+    def ensure_credits(self, min_credits: float) -> float:
+        """Read the balance and refuse to go on below ``min_credits``, before anything is spent."""
+        balance = self.get_credits()
+        if balance < min_credits:
+            raise KontextInsufficientCreditsError(
+                f"kie balance is {balance:g} credits, below the required min_credits={min_credits:g}; "
+                "nothing was submitted."
+            )
+        self.log.info("kie balance: %g credits (min_credits %g).", balance, min_credits)
+        return balance
+
     def get_download_url(self, url: str) -> str:
         """A fresh 20-minute download link for a kie-generated file."""
         return self._call(download_url_request(url), parse_download_url_response)
@@ -221,7 +270,8 @@ class KontextHook(BaseHook):
             if outcome is not None:
                 return outcome
             done = len(waiter.kie_task_ids) - len(waiter.pending_ids())
-            self.log.info("Waiting for kie task(s): %d/%d done.", done, len(waiter.kie_task_ids))
+            failed = sum(1 for record in waiter.records if record.is_terminal and not record.succeeded)
+            self.log.info("kie tasks: %d/%d done, %d failed.", done, len(waiter.kie_task_ids), failed)
 
     def wait_for_task(self, task_id: str, **kwargs: Any) -> TaskRecord:
         """Wait for one task and return its record, raising the typed error if it failed or timed out."""
