@@ -39,7 +39,10 @@ def get_provider_info() -> dict[str, Any]:
         "operators": [
             {
                 "integration-name": "Kie.ai Flux Kontext",
-                "python-modules": ["airflow_provider_kontext.operators.generate"],
+                "python-modules": [
+                    "airflow_provider_kontext.operators.generate",
+                    "airflow_provider_kontext.operators.batch",
+                ],
             }
         ],
         "sensors": [

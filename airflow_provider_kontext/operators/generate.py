@@ -67,6 +67,7 @@ class KontextGenerateOperator(BaseOperator):
         ``[operators] default_deferrable``.
     :param poll_interval: Seconds between status checks.
     :param timeout: Seconds to wait for the image before failing with ``KontextTimeoutError``.
+    :param min_credits: Read the balance first and fail before any spend when it is lower.
     """
 
     template_fields: Sequence[str] = ("prompt", "input_image", "aspect_ratio", "model", "callback_url", "watermark")
@@ -92,6 +93,7 @@ class KontextGenerateOperator(BaseOperator):
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         poll_interval: float = DEFAULT_POLL_INTERVAL_SECONDS,
         timeout: float = DEFAULT_TIMEOUT_SECONDS,
+        min_credits: float | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -111,6 +113,7 @@ class KontextGenerateOperator(BaseOperator):
         self.deferrable = deferrable
         self.poll_interval = poll_interval
         self.timeout = timeout
+        self.min_credits = min_credits
         PollSchedule(interval=poll_interval)  # a bad interval fails at parse time, not mid-run
         if timeout <= 0:
             raise ValueError("timeout must be positive")
@@ -144,6 +147,8 @@ class KontextGenerateOperator(BaseOperator):
     def execute(self, context: Context) -> Any:
         request = self.build_request()
         hook = self.hook
+        if self.min_credits is not None:
+            hook.ensure_credits(self.min_credits)
         kie_task_id = hook.submit(request)
         context["ti"].xcom_push(key=TASK_ID_KEY, value=kie_task_id)
         if not self.wait_for_completion:

@@ -85,4 +85,3 @@ def wait_for(
         return outcome
     defer_to_trigger(task, kontext_conn_id=kontext_conn_id, waiter=waiter, poll_interval=poll_interval)
     raise AssertionError("defer() returned")  # pragma: no cover - defer() raises TaskDeferred
-

@@ -1,0 +1,174 @@
+"""``KontextBatchGenerateOperator``: many images, one task instance, one trigger.
+
+Hundreds of images must not mean hundreds of task instances: the scheduler, the metadata DB
+and the triggerer all pay per task instance. This operator validates every request before
+sending any, submits them paced to the account's create limit, and waits for all of them on a
+single trigger with bounded concurrent polls.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from airflow.providers.common.compat.sdk import BaseOperator, conf
+
+from airflow_provider_kontext.exceptions import KontextValidationError
+from airflow_provider_kontext.links import KontextImageLink
+from airflow_provider_kontext.operators.waiting import wait_budget, wait_for
+from airflow_provider_kontext.protocol.polling import (
+    DEFAULT_POLL_INTERVAL_SECONDS,
+    DEFAULT_TIMEOUT_SECONDS,
+    PollSchedule,
+    WaitResult,
+)
+from airflow_provider_kontext.protocol.ratelimit import KIE_CREATES_PER_WINDOW, KIE_WINDOW_SECONDS, CreateRateLimiter
+from airflow_provider_kontext.protocol.request import GenerateRequest
+from airflow_provider_kontext.results import TASK_IDS_KEY, publish
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+
+    from airflow.providers.common.compat.sdk import Context
+
+    from airflow_provider_kontext.hooks.kontext import KontextHook
+
+
+class KontextBatchGenerateOperator(BaseOperator):
+    """
+    Generate or edit many images in one task: validate all, submit paced, wait on one trigger.
+
+    Returns one result dict per request, in request order (see :class:`KontextGenerateOperator`
+    for its keys), or the list of kie task ids with ``wait_for_completion=False``. The ids are
+    pushed to XCom ``kontext_task_ids`` after every create, so a failure part-way still shows
+    what was created (and billed).
+
+    :param requests: A list of dicts, each with the generate fields (``prompt``, ``input_image``,
+        ``aspect_ratio``, ``output_format``, ``model``, ...). Templated.
+    :param kontext_conn_id: The ``kontext`` Airflow connection.
+    :param wait_for_completion: Wait for every image (default) or return the ids once created.
+    :param deferrable: Wait in the triggerer. Defaults to ``[operators] default_deferrable``.
+    :param poll_interval: Seconds between status-check rounds.
+    :param timeout: Seconds to wait for the whole batch.
+    :param fail_on_any_failure: Fail the task if any image failed (default); with ``False``
+        return every item with its own ``status``/``error_code``/``error_message``.
+    :param max_creates_per_window: Creates allowed per ``rate_window_seconds`` (kie: 20 per
+        10 s per account; lower it when several batches share an account, raise it if kie
+        raised yours).
+    :param rate_window_seconds: The rate-limit window.
+    :param min_credits: Read the balance first and fail before any spend below it.
+    """
+
+    template_fields: Sequence[str] = ("requests",)
+    template_fields_renderers = {"requests": "json"}
+    operator_extra_links = (KontextImageLink(),)
+    ui_color = "#e8d5ff"
+
+    def __init__(
+        self,
+        *,
+        requests: list[dict[str, Any]],
+        kontext_conn_id: str = "kontext_default",
+        wait_for_completion: bool = True,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        poll_interval: float = DEFAULT_POLL_INTERVAL_SECONDS,
+        timeout: float = DEFAULT_TIMEOUT_SECONDS,
+        fail_on_any_failure: bool = True,
+        max_creates_per_window: int = KIE_CREATES_PER_WINDOW,
+        rate_window_seconds: float = KIE_WINDOW_SECONDS,
+        min_credits: float | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.requests = requests
+        self.kontext_conn_id = kontext_conn_id
+        self.wait_for_completion = wait_for_completion
+        self.deferrable = deferrable
+        self.poll_interval = poll_interval
+        self.timeout = timeout
+        self.fail_on_any_failure = fail_on_any_failure
+        self.max_creates_per_window = max_creates_per_window
+        self.rate_window_seconds = rate_window_seconds
+        self.min_credits = min_credits
+        PollSchedule(interval=poll_interval)
+        CreateRateLimiter(max_creates_per_window, rate_window_seconds)
+        if timeout <= 0:
+            raise ValueError("timeout must be positive")
+        if isinstance(requests, list) and not any(_has_template(item) for item in requests):
+            self.build_requests()  # static batches fail at parse time, not mid-run
+
+    def build_requests(self) -> list[GenerateRequest]:
+        """Validate every item before anything is sent; errors name ``requests[i].field``."""
+        if not isinstance(self.requests, list) or not self.requests:
+            raise KontextValidationError("requests must be a non-empty list of dicts.", field="requests")
+        built = []
+        for index, item in enumerate(self.requests):
+            if not isinstance(item, dict):
+                raise KontextValidationError(
+                    f"requests[{index}] must be a dict of generate fields, got {type(item).__name__}.",
+                    field=f"requests[{index}]",
+                )
+            try:
+                built.append(GenerateRequest.from_fields(**item))
+            except KontextValidationError as err:
+                field = f"requests[{index}].{err.field}" if err.field else f"requests[{index}]"
+                raise KontextValidationError(f"{field}: {err}", field=field) from None
+            except TypeError:  # no prompt at all
+                raise KontextValidationError(
+                    f"requests[{index}].prompt is required.", field=f"requests[{index}].prompt"
+                ) from None
+        return built
+
+    @property
+    def hook(self) -> KontextHook:
+        from airflow_provider_kontext.hooks.kontext import KontextHook
+
+        return KontextHook(kontext_conn_id=self.kontext_conn_id)
+
+    def execute(self, context: Context) -> Any:
+        requests = self.build_requests()
+        hook = self.hook
+        if self.min_credits is not None:
+            hook.ensure_credits(self.min_credits)
+        ti = context["ti"]
+        ids = hook.submit_many(
+            requests,
+            limiter=CreateRateLimiter(self.max_creates_per_window, self.rate_window_seconds),
+            on_created=lambda created: ti.xcom_push(key=TASK_IDS_KEY, value=created),
+        )
+        self.log.info("Created %d kie task(s).", len(ids))
+        if not self.wait_for_completion:
+            return ids
+        result = wait_for(
+            self,
+            hook,
+            ids,
+            kontext_conn_id=self.kontext_conn_id,
+            deferrable=self.deferrable,
+            poll_interval=self.poll_interval,
+            budget=wait_budget(self.timeout, self.execution_timeout),
+        )
+        return self._finish(context, result)
+
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
+        """Resume after the trigger: validate its event, then succeed or raise the typed error."""
+        return self._finish(context, WaitResult.from_event(event))
+
+    def _finish(self, context: Context, result: WaitResult) -> list[dict[str, Any]]:
+        self.log.info("%s", result.message)
+        records = publish(context, result, allow_failed_tasks=not self.fail_on_any_failure)
+        if self.min_credits is not None:
+            try:
+                self.log.info("kie balance after the batch: %g credits.", self.hook.get_credits())
+            except Exception as err:  # the images are done; a balance read must not fail them
+                self.log.warning("Could not read the kie balance after the batch: %s", err)
+        return records
+
+
+def _has_template(value: Any) -> bool:
+    if isinstance(value, str):
+        return "{{" in value or "{%" in value
+    if isinstance(value, dict):
+        return any(_has_template(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(_has_template(v) for v in value)
+    return value is not None and not isinstance(value, (bool, int, float))

@@ -1,0 +1,144 @@
+"""KontextBatchGenerateOperator: validate all first, pace creates, one trigger, input order, policies."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import pytest
+from airflow.sdk.exceptions import TaskDeferred
+
+from airflow_provider_kontext import exceptions as exc
+from airflow_provider_kontext.emulator import EmulatorServer
+from airflow_provider_kontext.operators.batch import KontextBatchGenerateOperator
+from airflow_provider_kontext.operators.generate import KontextGenerateOperator
+from airflow_provider_kontext.protocol.ratelimit import CreateRateLimiter
+from tests.conftest import requests_to
+from tests.operators.test_generate_operator import context
+
+
+def batch(requests: list[dict[str, Any]], **kwargs: Any) -> KontextBatchGenerateOperator:
+    kwargs.setdefault("poll_interval", 0.1)
+    return KontextBatchGenerateOperator(task_id="batch", requests=requests, **kwargs)
+
+
+def prompts(n: int) -> list[dict[str, Any]]:
+    return [{"prompt": f"image {i}", "aspect_ratio": "1:1"} for i in range(n)]
+
+
+@pytest.mark.parametrize(
+    ("requests", "field"),
+    [
+        ([{"prompt": "ok"}, {"prompt": "ok", "aspect_ratio": "2:1"}], "requests[1].aspect_ratio"),
+        ([{"prompt": "ok"}, {"aspect_ratio": "1:1"}], "requests[1].prompt"),
+        ([{"prompt": "ok"}, "just a string"], "requests[1]"),
+        ([{"prompt": "ok", "imageUrl": "https://x.test/a.png"}], "requests[0].imageUrl"),
+        ([], "requests"),
+    ],
+)
+def test_every_item_is_validated_before_anything_is_sent(
+    emulator: EmulatorServer, requests: list[Any], field: str
+) -> None:
+    op = batch([{"prompt": "{{ params.p }}"}])
+    op.requests = requests  # as rendered
+    with pytest.raises(exc.KontextValidationError) as raised:
+        op.execute(context())
+    assert raised.value.field == field
+    assert sum(emulator.stats()["requests"].values()) == 0
+
+
+def test_static_batches_are_validated_at_parse_time() -> None:
+    with pytest.raises(exc.KontextValidationError, match=r"requests\[2\]\.model"):
+        batch([{"prompt": "a"}, {"prompt": "b"}, {"prompt": "c", "model": "x"}])
+
+
+def test_min_credits_refuses_before_any_spend(emulator: EmulatorServer) -> None:
+    emulator.configure(credits=12)
+    with pytest.raises(exc.KontextInsufficientCreditsError, match="nothing was submitted"):
+        batch(prompts(3), min_credits=50).execute(context())
+    assert requests_to(emulator, "generate") == 0
+    with pytest.raises(exc.KontextInsufficientCreditsError):
+        KontextGenerateOperator(task_id="one", prompt="x", min_credits=50).execute(context())
+    assert requests_to(emulator, "generate") == 0
+
+
+def test_deferred_batch_waits_on_one_trigger_and_returns_input_order(emulator: EmulatorServer) -> None:
+    ctx = context()
+    op = batch(prompts(6), deferrable=True, min_credits=1)
+    with pytest.raises(TaskDeferred) as deferred:
+        op.execute(ctx)
+    ids = ctx["ti"].xcom["kontext_task_ids"]
+    assert len(ids) == 6
+    trigger = deferred.value.trigger
+    assert trigger.kie_task_ids == ids
+
+    async def run_trigger() -> dict[str, Any]:
+        return [event async for event in trigger.run()][0].payload
+
+    event = asyncio.run(run_trigger())
+    results = op.execute_complete(ctx, event)
+    assert [r["kie_task_id"] for r in results] == ids
+    assert [r["prompt"] for r in results] == [f"image {i}" for i in range(6)]
+    assert ctx["ti"].xcom["result_image_urls"] == [r["result_image_url"] for r in results]
+    assert emulator.stats()["creates_accepted"] == 6
+
+
+def test_partial_failure_fails_by_default(emulator: EmulatorServer) -> None:
+    requests = [*prompts(2), {"prompt": "bad [emulator:content_policy]"}]
+    with pytest.raises(exc.KontextContentPolicyError, match="1 of 3"):
+        batch(requests, deferrable=False).execute(context())
+
+
+def test_partial_failure_can_return_per_item_status(emulator: EmulatorServer) -> None:
+    requests = [{"prompt": "bad [emulator:generate_failed]"}, *prompts(2)]
+    ctx = context()
+    results = batch(requests, deferrable=False, fail_on_any_failure=False).execute(ctx)
+    assert [r["status"] for r in results] == ["GENERATE_FAILED", "SUCCESS", "SUCCESS"]
+    assert results[0]["error_code"] == 501
+    assert ctx["ti"].xcom["result_image_urls"][0] is None
+
+
+def test_no_wait_returns_ids(emulator: EmulatorServer) -> None:
+    ids = batch(prompts(3), wait_for_completion=False).execute(context())
+    assert len(ids) == 3
+    assert requests_to(emulator, "record-info") == 0
+
+
+def test_a_failed_create_stops_the_batch_and_names_what_was_created(emulator: EmulatorServer) -> None:
+    emulator.configure(credits=10)  # two pro images
+    ctx = context()
+    with pytest.raises(exc.KontextInsufficientCreditsError, match="2 task") as raised:
+        batch(prompts(4)).execute(ctx)
+    created = ctx["ti"].xcom["kontext_task_ids"]
+    assert len(created) == 2
+    assert all(task_id in str(raised.value) for task_id in created)
+    assert requests_to(emulator, "generate") == 3
+
+
+def test_a_batch_of_100_keeps_to_the_rate_limit(emulator: EmulatorServer) -> None:
+    # kie's 20 creates per 10 s, compressed in time: 20 per 1 s on both sides.
+    emulator.configure(rate_limit_creates=20, rate_limit_window_seconds=1.0)
+    ctx = context()
+    started = time.monotonic()
+    ids = batch(prompts(100), wait_for_completion=False, rate_window_seconds=1.0).execute(ctx)
+    elapsed = time.monotonic() - started
+    stats = emulator.stats()
+    assert len(ids) == 100
+    assert stats["creates_accepted"] == 100
+    assert stats["creates_rejected_rate_limit"] == 0
+    assert requests_to(emulator, "generate") == 100, "no 429, so no resend"
+    assert elapsed >= 4 * 1.0, "100 creates at 20 per window need at least 4 full windows"
+
+
+def test_rate_limiter_window() -> None:
+    now = [0.0]
+    limiter = CreateRateLimiter(2, 10.0, clock=lambda: now[0])
+    assert limiter.delay() == 0
+    limiter.record()
+    limiter.record()
+    assert limiter.delay() == pytest.approx(10.25)
+    now[0] = 10.25
+    assert limiter.delay() == 0
+    with pytest.raises(ValueError):
+        CreateRateLimiter(0)
