@@ -74,7 +74,9 @@ def test_deferred_batch_waits_on_one_trigger_and_returns_input_order(emulator: E
     assert trigger.kie_task_ids == ids
 
     async def run_trigger() -> dict[str, Any]:
-        return [event async for event in trigger.run()][0].payload
+        events = [event async for event in trigger.run()]
+        assert len(events) == 1
+        return events[0].payload
 
     event = asyncio.run(run_trigger())
     results = op.execute_complete(ctx, event)
