@@ -17,7 +17,16 @@ os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
 os.environ.setdefault("AIRFLOW__CORE__UNIT_TEST_MODE", "True")
 os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"sqlite:///{_AIRFLOW_HOME}/airflow.db"
 EXAMPLES_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "dags_examples")
-os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = EXAMPLES_DIR
+TEST_DAGS_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "dags", "test_dags")
+# dag.test() serializes DAGs from the configured DAG folder: link the examples and the test-only
+# DAGs into one throwaway folder.
+_DAGS_FOLDER = os.path.join(_AIRFLOW_HOME, "dags")
+os.makedirs(_DAGS_FOLDER)
+for _folder in (EXAMPLES_DIR, TEST_DAGS_DIR):
+    for _name in os.listdir(_folder):
+        if _name.endswith(".py"):
+            os.symlink(os.path.join(_folder, _name), os.path.join(_DAGS_FOLDER, _name))
+os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = _DAGS_FOLDER
 
 import pytest  # noqa: E402
 

@@ -14,6 +14,7 @@ from airflow.providers.common.compat.sdk import BaseOperator, conf
 
 from airflow_provider_kontext.exceptions import KontextValidationError
 from airflow_provider_kontext.links import KontextImageLink
+from airflow_provider_kontext.operators.ledger import submit_once
 from airflow_provider_kontext.operators.waiting import wait_budget, wait_for
 from airflow_provider_kontext.protocol.polling import (
     DEFAULT_POLL_INTERVAL_SECONDS,
@@ -39,8 +40,11 @@ class KontextBatchGenerateOperator(BaseOperator):
 
     Returns one result dict per request, in request order (see :class:`KontextGenerateOperator`
     for its keys), or the list of kie task ids with ``wait_for_completion=False``. The ids are
-    pushed to XCom ``kontext_task_ids`` after every create, so a failure part-way still shows
-    what was created (and billed).
+    pushed to XCom ``kontext_task_ids`` after every create (aligned with ``requests``, ``None``
+    for requests not created yet), so a failure part-way still shows
+    what was created (and billed). On Airflow 3.3+ they are also kept in the task state store,
+    so an Airflow retry re-attaches to tasks still running or done and re-creates only failed
+    ones (:mod:`~airflow_provider_kontext.operators.ledger`).
 
     :param requests: A list of dicts, each with the generate fields (``prompt``, ``input_image``,
         ``aspect_ratio``, ``output_format``, ``model``, ...). Templated.
@@ -130,10 +134,12 @@ class KontextBatchGenerateOperator(BaseOperator):
         if self.min_credits is not None:
             hook.ensure_credits(self.min_credits)
         ti = context["ti"]
-        ids = hook.submit_many(
+        ids = submit_once(
+            context,
+            hook,
             requests,
             limiter=CreateRateLimiter(self.max_creates_per_window, self.rate_window_seconds),
-            on_created=lambda created: ti.xcom_push(key=TASK_IDS_KEY, value=created),
+            on_progress=lambda ids_so_far: ti.xcom_push(key=TASK_IDS_KEY, value=ids_so_far),
         )
         self.log.info("Created %d kie task(s).", len(ids))
         if not self.wait_for_completion:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Final
 from airflow.providers.common.compat.sdk import BaseOperator, conf
 
 from airflow_provider_kontext.links import KontextImageLink
+from airflow_provider_kontext.operators.ledger import submit_once
 from airflow_provider_kontext.operators.waiting import wait_budget, wait_for
 from airflow_provider_kontext.protocol.polling import (
     DEFAULT_POLL_INTERVAL_SECONDS,
@@ -48,7 +49,9 @@ class KontextGenerateOperator(BaseOperator):
     ``kontext_task_id`` as soon as the task is created, and the image URL to
     ``result_image_url``. kie keeps images 14 days: copy them somewhere durable.
 
-    An Airflow retry of this task sends a new create (and pays again): kie has no idempotency key.
+    On Airflow 3.3+ the kie task id is kept in the task state store, so an Airflow retry
+    re-attaches to a task still running or done instead of paying again; only a failed task is
+    re-created. Older Airflow versions have no such store: there a retry creates a new task.
 
     :param prompt: What to generate, or the change to make when editing. Templated.
     :param input_image: http(s) URL of the image to edit; leave unset for text-to-image. Templated.
@@ -149,8 +152,12 @@ class KontextGenerateOperator(BaseOperator):
         hook = self.hook
         if self.min_credits is not None:
             hook.ensure_credits(self.min_credits)
-        kie_task_id = hook.submit(request)
-        context["ti"].xcom_push(key=TASK_ID_KEY, value=kie_task_id)
+        (kie_task_id,) = submit_once(
+            context,
+            hook,
+            [request],
+            on_progress=lambda ids: context["ti"].xcom_push(key=TASK_ID_KEY, value=ids[0]),
+        )
         if not self.wait_for_completion:
             if self.deferrable:
                 self.log.warning("deferrable has no effect with wait_for_completion=False.")

@@ -16,17 +16,17 @@ from PIL import Image
 
 from airflow_provider_kontext.emulator import EmulatorServer
 from airflow_provider_kontext.triggers.task import KontextTaskTrigger
-from tests.conftest import API_KEY, EXAMPLES_DIR
+from tests.conftest import API_KEY, EXAMPLES_DIR, TEST_DAGS_DIR
 
 pytestmark = pytest.mark.dagtest
 
 KONTEXT_TASK_TYPES = ("KontextGenerateOperator", "KontextTaskSensor")
 
 
-def load_example(name: str) -> Any:
+def load_example(name: str, folder: str = EXAMPLES_DIR) -> Any:
     if EXAMPLES_DIR not in sys.path:
         sys.path.insert(0, EXAMPLES_DIR)
-    spec = importlib.util.spec_from_file_location(f"example_{name}", Path(EXAMPLES_DIR) / f"{name}.py")
+    spec = importlib.util.spec_from_file_location(f"example_{name}", Path(folder) / f"{name}.py")
     assert spec is not None
     assert spec.loader is not None
     module = importlib.util.module_from_spec(spec)
@@ -132,3 +132,15 @@ def test_fan_out(run_example: Any, emulator: EmulatorServer, deferrable: bool) -
         assert_image(values[("save_image", index, "return_value")], "JPEG", 1.0)
     assert emulator.stats()["creates_accepted"] == len(prompts)
     assert len(deferrals) == (len(prompts) if deferrable else 0)
+
+
+def test_airflow_retries_reattach_instead_of_paying_again(airflow_db: str, emulator: EmulatorServer) -> None:
+    emulator.configure(generation_seconds=1.2)
+    dag = load_example("kontext_test_retry_reattach", TEST_DAGS_DIR).dag
+    dag_run = dag.test()
+    assert dag_run.state == "success"
+    (ti,) = dag_run.get_task_instances()
+    assert ti.try_number > 1, "the first try must have timed out for this test to mean anything"
+    results = xcoms(dag_run.run_id)[("batch", -1, "return_value")]
+    assert [r["prompt"] for r in results] == [f"retry image {i}" for i in range(4)]
+    assert emulator.stats()["creates_accepted"] == 4, "creates == images requested across all tries"

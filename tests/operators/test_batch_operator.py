@@ -112,8 +112,9 @@ def test_a_failed_create_stops_the_batch_and_names_what_was_created(emulator: Em
     ctx = context()
     with pytest.raises(exc.KontextInsufficientCreditsError, match="2 task") as raised:
         batch(prompts(4)).execute(ctx)
-    created = ctx["ti"].xcom["kontext_task_ids"]
-    assert len(created) == 2
+    pushed = ctx["ti"].xcom["kontext_task_ids"]
+    assert pushed[2:] == [None, None], "ids stay aligned with the requests"
+    created = pushed[:2]
     assert all(task_id in str(raised.value) for task_id in created)
     assert requests_to(emulator, "generate") == 3
 
@@ -144,3 +145,42 @@ def test_rate_limiter_window() -> None:
     assert limiter.delay() == 0
     with pytest.raises(ValueError):
         CreateRateLimiter(0)
+
+
+class DictStateStore:
+    """The task state store's get/set contract (Airflow 3.3), held in memory across two tries."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, Any] = {}
+
+    def get(self, key: str, default: Any = None) -> Any:
+        return self.data.get(key, default)
+
+    def set(self, key: str, value: Any, *, retention: Any = None) -> None:
+        self.data[key] = value
+
+
+def test_a_retry_recreates_only_the_failed_items(emulator: EmulatorServer) -> None:
+    store = DictStateStore()
+    requests = [*prompts(3), {"prompt": "bad [emulator:generate_failed]"}]
+    first = {**context(), "task_state_store": store}
+    with pytest.raises(exc.KontextGenerationFailedError):
+        batch(requests, deferrable=False).execute(first)
+    first_ids = first["ti"].xcom["kontext_task_ids"]
+    assert emulator.stats()["creates_accepted"] == 4
+
+    second = {**context(), "task_state_store": store}
+    with pytest.raises(exc.KontextGenerationFailedError):
+        batch(requests, deferrable=False).execute(second)
+    second_ids = second["ti"].xcom["kontext_task_ids"]
+    assert second_ids[:3] == first_ids[:3], "succeeded images are re-attached, not paid again"
+    assert second_ids[3] != first_ids[3], "the failed image is submitted again"
+    assert emulator.stats()["creates_accepted"] == 5
+
+
+def test_a_changed_request_is_not_mistaken_for_the_old_one(emulator: EmulatorServer) -> None:
+    store = DictStateStore()
+    batch(prompts(2), deferrable=False).execute({**context(), "task_state_store": store})
+    changed = [{"prompt": "image 0", "aspect_ratio": "1:1"}, {"prompt": "a new prompt"}]
+    batch(changed, deferrable=False).execute({**context(), "task_state_store": store})
+    assert emulator.stats()["creates_accepted"] == 3

@@ -1,0 +1,147 @@
+"""Remember created kie tasks across Airflow retries, so a retry does not pay for them again.
+
+An Airflow retry re-runs ``execute`` from the top, and XComs are cleared between tries, so
+without help it creates (and bills) every image again. Airflow 3.3 added a per-task-instance
+state store (``context["task_state_store"]``, AIP-103) that survives retries. Right after each
+create the kie task id is written there, next to a fingerprint of the request that produced it.
+A retry then re-attaches to tasks that are still running or already succeeded, and creates new
+ones only for requests that never got a task, whose task failed, or whose content changed.
+
+On Airflow versions without the store, :attr:`SubmissionLedger.available` is False and a retry
+creates new tasks: that is documented, not hidden.
+
+Known gap: if a create is accepted but the worker dies before the id is written (or the answer
+is lost, :class:`~airflow_provider_kontext.exceptions.KontextSubmissionOutcomeUnknownError`),
+no id exists to re-attach to and a retry creates a new task.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import TYPE_CHECKING, Any, Final
+
+from airflow_provider_kontext.exceptions import KontextError
+from airflow_provider_kontext.protocol.record import TaskStatus
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+    from airflow.providers.common.compat.sdk import Context
+
+    from airflow_provider_kontext.hooks.kontext import KontextHook
+    from airflow_provider_kontext.protocol.ratelimit import CreateRateLimiter
+    from airflow_provider_kontext.protocol.request import GenerateRequest
+
+#: The state-store key. Never rename it: in-flight task instances written by an older version
+#: would lose their ids and pay again.
+STATE_KEY: Final = "kontext_submissions"
+
+
+def fingerprint(request: GenerateRequest) -> str:
+    """A digest of exactly what is sent, so a changed prompt is not mistaken for the same image."""
+    return hashlib.sha256(json.dumps(request.to_payload(), sort_keys=True).encode()).hexdigest()
+
+
+class SubmissionLedger:
+    """
+    The kie task id of each request of one task instance, persisted in the task state store.
+
+    :param context: The task's context; its ``task_state_store`` is used when present.
+    :param requests: The requests of this try, in order.
+    """
+
+    def __init__(self, context: Context, requests: Sequence[GenerateRequest]) -> None:
+        self._store: Any = context.get("task_state_store")
+        self._fingerprints = [fingerprint(request) for request in requests]
+        self.ids: list[str | None] = [None] * len(requests)
+
+    @property
+    def available(self) -> bool:
+        return self._store is not None
+
+    def load(self) -> int:
+        """Read ids from earlier tries whose request is unchanged; return how many were found."""
+        if self._store is None:
+            return 0
+        stored = self._store.get(STATE_KEY)
+        if not isinstance(stored, list):
+            return 0
+        found = 0
+        for index, entry in enumerate(stored[: len(self.ids)]):
+            if isinstance(entry, dict) and entry.get("fingerprint") == self._fingerprints[index]:
+                task_id = entry.get("kie_task_id")
+                if isinstance(task_id, str) and task_id:
+                    self.ids[index] = task_id
+                    found += 1
+        return found
+
+    def record(self, index: int, kie_task_id: str) -> None:
+        """Write one new id at once: a crash right after a create must not lose it."""
+        self.ids[index] = kie_task_id
+        if self._store is not None:
+            self._store.set(
+                STATE_KEY,
+                [
+                    {"fingerprint": digest, "kie_task_id": task_id}
+                    for digest, task_id in zip(self._fingerprints, self.ids, strict=True)
+                ],
+            )
+
+    def drop_unusable(self, hook: KontextHook, log: Any) -> None:
+        """
+        Keep ids whose task is still running or succeeded; forget those that failed.
+
+        A task whose status cannot be read is kept: re-attaching costs nothing, and the wait
+        will report it properly, while a blind resubmit could pay twice.
+        """
+        for index, task_id in enumerate(self.ids):
+            if task_id is None:
+                continue
+            try:
+                record = hook.get_task(task_id)
+            except KontextError as err:
+                log.warning("Could not check earlier kie task %s (%s); re-attaching to it.", task_id, err)
+                continue
+            if record.is_terminal and not record.succeeded:
+                log.info("Earlier kie task %s ended %s; submitting request %d again.", task_id, record.status, index)
+                self.ids[index] = None
+            else:
+                state = "succeeded" if record.succeeded else "still running"
+                if record.status is TaskStatus.PENDING:
+                    state = "accepted, not yet visible"
+                log.info("Re-attaching to kie task %s from an earlier try (%s).", task_id, state)
+
+    def missing(self) -> list[int]:
+        return [index for index, task_id in enumerate(self.ids) if task_id is None]
+
+
+def submit_once(
+    context: Context,
+    hook: KontextHook,
+    requests: Sequence[GenerateRequest],
+    *,
+    limiter: CreateRateLimiter | None = None,
+    on_progress: Callable[[list[str | None]], None] | None = None,
+) -> list[str]:
+    """
+    Create a kie task for every request that does not already have a usable one; return all ids in order.
+
+    ``on_progress`` sees the ids (``None`` for not yet created) after every create.
+    """
+    ledger = SubmissionLedger(context, requests)
+    if ledger.load():
+        ledger.drop_unusable(hook, hook.log)
+    todo = ledger.missing()
+    if todo and len(todo) < len(requests):
+        hook.log.info("Creating %d of %d kie task(s); the rest re-attach.", len(todo), len(requests))
+
+    def created(ids_so_far: list[str]) -> None:
+        ledger.record(todo[len(ids_so_far) - 1], ids_so_far[-1])
+        if on_progress is not None:
+            on_progress(list(ledger.ids))
+
+    hook.submit_many([requests[index] for index in todo], limiter=limiter, on_created=created)
+    if not todo and on_progress is not None:
+        on_progress(list(ledger.ids))
+    return [task_id for task_id in ledger.ids if task_id is not None]
