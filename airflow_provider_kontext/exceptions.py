@@ -180,3 +180,19 @@ class KontextTimeoutError(KontextError):
 
 class KontextTriggerEventError(KontextError):
     """A trigger event had an unexpected shape (for example from a provider version skew)."""
+
+
+class KontextWebhookSignatureError(KontextError):
+    """
+    A callback's ``X-Webhook-Signature``/``X-Webhook-Timestamp`` did not verify: answer it 401, do not trust it.
+
+    The message says what failed (mismatch, stale or malformed timestamp, missing header) but
+    never the HMAC key or the expected signature, so it is safe to log or return.
+
+    :param reason: ``signature_mismatch``, ``timestamp_out_of_window``, ``timestamp_malformed``,
+        ``signature_malformed`` or ``missing_header``.
+    """
+
+    def __init__(self, message: str, *, reason: str, **kwargs: object) -> None:
+        self.reason = reason
+        super().__init__(message, **kwargs)  # type: ignore[arg-type]

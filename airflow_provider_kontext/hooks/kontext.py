@@ -9,10 +9,14 @@ and when a wait is over are decided there, not here.
 
 from __future__ import annotations
 
+import mimetypes
+import os
+import re
 import time
+import uuid
 from dataclasses import dataclass
 from functools import cached_property
-from typing import IO, TYPE_CHECKING, Any, TypeVar
+from typing import IO, TYPE_CHECKING, Any, Protocol, TypeVar
 
 import requests
 import tenacity
@@ -25,11 +29,16 @@ from airflow_provider_kontext.exceptions import (
     KontextInsufficientCreditsError,
     KontextResponseError,
     KontextServerError,
+    KontextValidationError,
 )
 from airflow_provider_kontext.protocol.envelope import (
+    BASE64_UPLOAD_MAX_BYTES,
     ApiRequest,
     Endpoint,
+    StreamUploadRequest,
     TransportFailure,
+    check_upload_file_name,
+    check_upload_path,
     credit_request,
     download_url_request,
     generate_request,
@@ -37,8 +46,12 @@ from airflow_provider_kontext.protocol.envelope import (
     parse_download_url_response,
     parse_generate_response,
     parse_record_info_response,
+    parse_upload_response,
     record_info_request,
     transport_error,
+    upload_base64_request,
+    upload_stream_request,
+    upload_url_request,
 )
 from airflow_provider_kontext.protocol.polling import (
     DEFAULT_POLL_INTERVAL_SECONDS,
@@ -53,7 +66,7 @@ from airflow_provider_kontext.protocol.retry import retry_kwargs
 from airflow_provider_kontext.protocol.settings import ClientSettings
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Mapping, Sequence
+    from collections.abc import Callable, Iterator, Mapping, Sequence
 
     from airflow_provider_kontext.protocol.record import TaskRecord
 
@@ -62,6 +75,21 @@ T = TypeVar("T")
 #: Refuse result files larger than this; a Kontext image is a few MB at most.
 DEFAULT_MAX_IMAGE_BYTES = 50 * 1024 * 1024
 _CHUNK = 64 * 1024
+
+#: Folder prefix of uploads without an explicit ``upload_path``. Each upload gets its own
+#: ``<prefix>/<uuid4>`` folder because kie overwrites a file uploaded again under the same
+#: path and name (and its CDN may keep serving the old bytes for a while).
+UPLOAD_PATH_PREFIX = "airflow-kontext"
+
+
+class SupportsOpen(Protocol):
+    """Anything that opens as a binary file: an Airflow ``ObjectStoragePath``, a ``pathlib.Path``..."""
+
+    def open(self, mode: str, /) -> Any: ...
+
+
+#: What :meth:`KontextHook.upload_file` accepts: a local path or an object-storage path.
+UploadSource = str | os.PathLike[str] | SupportsOpen
 
 
 @dataclass(frozen=True)
@@ -331,6 +359,124 @@ class KontextHook(BaseHook):
                     return DownloadedImage(url, content_type, size, via_download_url)
         raise AssertionError("unreachable")  # pragma: no cover - tenacity reraises
 
+    # ----------------------------------------------------------------- uploads
+
+    def upload_file(self, source: UploadSource, *, upload_path: str | None = None, file_name: str | None = None) -> str:
+        """
+        Upload a local or object-storage file to kie and return its download URL (for ``input_image``).
+
+        Files up to 1 MiB go through the base64 endpoint; larger ones are streamed as multipart
+        (``/api/file-stream-upload``) in chunks, never read into memory whole. Uploads are free
+        and create nothing billable, so failures are retried like reads; a retried stream upload
+        reopens the source and sends it from the start.
+
+        kie keeps uploads for 24 hours to 3 days (its docs disagree): upload right before the
+        edit that uses it, not days ahead.
+
+        :param source: A local path (``str``/``PathLike``) or anything with ``.open("rb")``,
+            such as ``airflow.sdk.ObjectStoragePath``. Checked before any request is sent.
+        :param upload_path: kie folder; default ``airflow-kontext/<uuid4>``, unique per upload
+            because kie overwrites an upload with the same folder and name.
+        :param file_name: kie file name; default the source's own name, made filesystem-safe.
+        """
+        return self._upload(source, upload_path=upload_path, file_name=file_name, field="source")
+
+    def upload_url(self, file_url: str, *, upload_path: str | None = None, file_name: str | None = None) -> str:
+        """
+        Have kie copy a public http(s) URL (fetched by kie, 30 s timeout) and return the download URL.
+
+        Useful when the source host is slow, short-lived or blocks kie's edit fetcher: the edit
+        then reads kie's own copy.
+        """
+        api_request = upload_url_request(
+            file_url, upload_path=new_upload_path() if upload_path is None else upload_path, file_name=file_name
+        )
+        url = self._call(
+            api_request,
+            lambda status, body, headers: parse_upload_response(status, body, headers, endpoint=Endpoint.UPLOAD_URL),
+        )
+        self.log.info("kie copied %s to %s.", file_url, url)
+        return url
+
+    def resolve_input_image(self, value: UploadSource | None) -> str | None:
+        """
+        Turn an ``input_image`` value into something kie accepts: an http(s) URL.
+
+        ``None`` stays ``None`` (text-to-image) and an http(s) URL is returned unchanged without
+        any request. A local path (``str``/``PathLike``) or an ``ObjectStoragePath`` is uploaded
+        and kie's download URL is returned. Anything else, including a string that is neither an
+        http(s) URL nor an existing file, raises :class:`KontextValidationError` for
+        ``input_image`` before any request, so a typo never turns into a paid text-to-image.
+        """
+        if value is None:
+            return None
+        if isinstance(value, str) and value.strip().lower().startswith(("http://", "https://")):
+            return check_http_url(value, field="input_image")
+        return self._upload(value, upload_path=None, file_name=None, field="input_image")
+
+    def _upload(self, source: UploadSource, *, upload_path: str | None, file_name: str | None, field: str) -> str:
+        folder = check_upload_path(new_upload_path() if upload_path is None else upload_path)
+        name = check_upload_file_name(file_name)
+        opener, described, source_name = _open_source(source, field=field)
+        part_name = name or safe_upload_file_name(source_name)
+        with opener() as handle:
+            size = _seekable_size(handle)
+            small = size is None or size <= BASE64_UPLOAD_MAX_BYTES
+            head: bytes = handle.read(BASE64_UPLOAD_MAX_BYTES + 1 if small else 64)
+        if not head:
+            raise KontextValidationError(f"{field} {described} is empty; kie refuses empty uploads.", field=field)
+        content_type = guess_content_type(head, part_name)
+        if small and len(head) <= BASE64_UPLOAD_MAX_BYTES:
+            api_request = upload_base64_request(
+                head, upload_path=folder, file_name=name or part_name, content_type=content_type
+            )
+            url = self._call(
+                api_request,
+                lambda status, body, headers: parse_upload_response(
+                    status, body, headers, endpoint=Endpoint.UPLOAD_BASE64
+                ),
+            )
+            how = "base64"
+        else:
+            stream_request = upload_stream_request(
+                upload_path=folder,
+                file_name=name or part_name,
+                part_file_name=part_name or "upload.bin",
+                content_type=content_type,
+            )
+            url = self._stream_upload(stream_request, opener, size)
+            how = "multipart stream"
+        self.log.info("Uploaded %s to kie (%s, %s): %s", described, how, content_type, url)
+        return url
+
+    def _stream_upload(
+        self, stream_request: StreamUploadRequest, opener: Callable[[], IO[bytes]], size: int | None
+    ) -> str:
+        """Send one multipart upload per attempt, each from a freshly opened source."""
+        endpoint = stream_request.endpoint
+        settings = self.settings
+        for attempt in tenacity.Retrying(**retry_kwargs(endpoint, settings.retry_policy)):
+            with attempt, opener() as handle:
+                body = (
+                    _MultipartBody(stream_request, handle)
+                    if size is None
+                    else _SizedMultipartBody(stream_request, handle, size)
+                )
+                try:
+                    response = self.session.post(
+                        settings.url_for(endpoint.path, upload=endpoint.on_upload_host),
+                        data=body,
+                        headers={**settings.api_headers(), "Content-Type": stream_request.content_type},
+                        timeout=(settings.connect_timeout, settings.read_timeout),
+                        allow_redirects=False,
+                    )
+                except requests.RequestException as err:
+                    raise transport_error(endpoint, _failure_kind(err), _describe(err)) from None
+                return parse_upload_response(
+                    response.status_code, response.content, response.headers, endpoint=endpoint
+                )
+        raise AssertionError("unreachable")  # pragma: no cover - tenacity reraises
+
     # ----------------------------------------------------------------- transport
 
     def _call(
@@ -368,6 +514,151 @@ class KontextHook(BaseHook):
         return response.status_code, response.content, response.headers
 
 
+def new_upload_path() -> str:
+    """A fresh kie upload folder, ``airflow-kontext/<uuid4>``: kie overwrites same path+name."""
+    return f"{UPLOAD_PATH_PREFIX}/{uuid.uuid4().hex}"
+
+
+_UNSAFE_NAME_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
+
+#: Magic bytes of the image types kie's edit accepts, checked before the file name's extension.
+_IMAGE_MAGIC: tuple[tuple[bytes, str], ...] = (
+    (b"\x89PNG\r\n\x1a\n", "image/png"),
+    (b"\xff\xd8\xff", "image/jpeg"),
+    (b"GIF87a", "image/gif"),
+    (b"GIF89a", "image/gif"),
+)
+
+
+def safe_upload_file_name(name: str | None) -> str | None:
+    """``name``'s last component reduced to ``[A-Za-z0-9._-]``; ``None`` when nothing usable is left."""
+    if not name:
+        return None
+    base = name.replace("\\", "/").rstrip("/").rsplit("/", 1)[-1]
+    cleaned = _UNSAFE_NAME_CHARS.sub("_", base).strip("._")[-200:]
+    return cleaned or None
+
+
+def guess_content_type(head: bytes, file_name: str | None) -> str:
+    """The upload's MIME type: magic bytes first (names lie), then the name's extension."""
+    for magic, mime in _IMAGE_MAGIC:
+        if head.startswith(magic):
+            return mime
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "image/webp"
+    guessed = mimetypes.guess_type(file_name)[0] if file_name else None
+    return guessed or "application/octet-stream"
+
+
+def _open_source(source: object, *, field: str) -> tuple[Callable[[], IO[bytes]], str, str | None]:
+    """
+    Check an upload source and return (opener, description, file name) without sending anything.
+
+    The opener is called once per attempt, so a retried stream upload starts from byte 0.
+    """
+    if isinstance(source, (str, os.PathLike)):
+        path = os.fspath(source)
+        if not isinstance(path, str) or not path.strip():
+            raise KontextValidationError(f"{field} must be a non-empty path, got {source!r}.", field=field)
+        if "://" in path:
+            raise KontextValidationError(
+                f"{field} {path!r} is neither an http(s) URL nor an existing local file; "
+                "pass object-storage files as airflow.sdk.ObjectStoragePath.",
+                field=field,
+            )
+        path = os.path.expanduser(path)
+        if not os.path.isfile(path):
+            raise KontextValidationError(
+                f"{field} {path!r} is neither an http(s) URL nor an existing local file.", field=field
+            )
+        return (lambda: open(path, "rb")), repr(path), os.path.basename(path)
+    if callable(getattr(source, "open", None)):
+        is_file = getattr(source, "is_file", None)
+        if callable(is_file) and not is_file():
+            raise KontextValidationError(f"{field} {source} does not exist or is not a file.", field=field)
+        openable: Any = source
+        name = getattr(source, "name", None)
+        return (lambda: openable.open("rb")), str(source), name if isinstance(name, str) else None
+    raise KontextValidationError(
+        f"{field} must be an http(s) URL, a local path or an ObjectStoragePath, got {type(source).__name__}.",
+        field=field,
+    )
+
+
+def _seekable_size(handle: IO[bytes]) -> int | None:
+    """Bytes left in ``handle`` when it can seek (local files, fsspec files), else ``None``."""
+    try:
+        if not handle.seekable():
+            return None
+        start = handle.tell()
+        end = handle.seek(0, os.SEEK_END)
+        handle.seek(start)
+    except (AttributeError, OSError, ValueError):
+        return None
+    return max(end - start, 0)
+
+
+class _MultipartBody:
+    """
+    A multipart body that reads the file as ``requests``/``urllib3`` pull blocks from it.
+
+    ``requests`` would read a ``files=`` object whole into memory (and ``requests_toolbelt``,
+    which streams, is not a dependency); this sends head, file blocks and tail instead. Without
+    a length ``requests`` uses chunked transfer encoding.
+    """
+
+    def __init__(self, request: StreamUploadRequest, handle: IO[bytes]) -> None:
+        self._parts: list[bytes | IO[bytes]] = [request.head(), handle, request.tail()]
+        self._sent_file_bytes = 0
+
+    def read(self, size: int = -1) -> bytes:
+        block = _CHUNK if size is None or size < 0 else size
+        while self._parts:
+            part = self._parts[0]
+            if isinstance(part, bytes):
+                self._parts[0] = part[block:]
+                if not self._parts[0]:
+                    self._parts.pop(0)
+                if part[:block]:
+                    return part[:block]
+                continue
+            data = part.read(block)
+            if data:
+                self._sent_file_bytes += len(data)
+                return data
+            self._parts.pop(0)
+            self._end_of_file()
+        return b""
+
+    def _end_of_file(self) -> None:
+        """Hook for the sized body, which must check that the file had the announced length."""
+
+    def __iter__(self) -> Iterator[bytes]:
+        while block := self.read(_CHUNK):
+            yield block
+
+
+class _SizedMultipartBody(_MultipartBody):
+    """A multipart body with a ``Content-Length``, for sources whose size is known up front."""
+
+    def __init__(self, request: StreamUploadRequest, handle: IO[bytes], file_size: int) -> None:
+        super().__init__(request, handle)
+        self._file_size = file_size
+        self._length = request.body_length(file_size)
+
+    def __len__(self) -> int:
+        return self._length
+
+    def _end_of_file(self) -> None:
+        if self._sent_file_bytes != self._file_size:
+            # The server would wait for the missing bytes (or get extra ones): fail clearly instead.
+            raise KontextValidationError(
+                f"The upload source changed size while it was sent ({self._file_size} bytes announced, "
+                f"{self._sent_file_bytes} read).",
+                field="source",
+            )
+
+
 class _RefusedFetch(Exception):
     def __init__(self, status: int) -> None:
         self.status = status
@@ -392,4 +683,4 @@ def _describe(err: requests.RequestException) -> str:
     return type(err).__name__ + (f": {err.args[0]!s:.200}" if err.args else "")
 
 
-__all__ = ["DownloadedImage", "KontextHook"]
+__all__ = ["DownloadedImage", "KontextHook", "SupportsOpen", "UploadSource", "new_upload_path"]

@@ -12,10 +12,12 @@ body back to :func:`parse_envelope`/:func:`parse_generate_response`.
 
 from __future__ import annotations
 
+import base64
 import email.utils
 import enum
 import json
 import time
+import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
@@ -381,3 +383,221 @@ def parse_download_url_response(http_status: int, body: bytes, headers: Mapping[
     if not isinstance(data, str) or not data.startswith(("http://", "https://")):
         raise KontextResponseError(f"kie download-url answered without a URL (data={data!r}).", endpoint="download-url")
     return data
+
+
+# ----------------------------------------------------------------------------- file uploads
+#
+# kie's File Upload API lives on its own host (``Endpoint.*.on_upload_host``) and adds
+# ``success`` to the usual envelope. Uploads are free and create nothing billable, so
+# :func:`~airflow_provider_kontext.protocol.retry.is_retryable` treats them like reads.
+
+#: Files up to this size go through the base64 endpoint (kie's quickstart: base64 for <= 1 MB);
+#: larger ones are streamed as multipart, which costs a third less traffic and no memory.
+BASE64_UPLOAD_MAX_BYTES: Final = 1024 * 1024
+
+#: Name of the multipart part that carries the file bytes on ``/api/file-stream-upload``.
+UPLOAD_STREAM_FILE_FIELD: Final = "file"
+
+_UPLOAD_ENDPOINTS: Final = frozenset({Endpoint.UPLOAD_STREAM, Endpoint.UPLOAD_URL, Endpoint.UPLOAD_BASE64})
+
+
+def check_upload_path(upload_path: Any) -> str:
+    """
+    kie's ``uploadPath``: a relative folder such as ``images/user-uploads``.
+
+    Refused locally rather than by kie's 400, because ``..`` or backslashes would be a request
+    bug, and leading/trailing slashes are normalised away so ``/a/b/`` and ``a/b`` name one folder.
+    """
+    if not isinstance(upload_path, str):
+        raise KontextValidationError(
+            f"upload_path must be a string, got {type(upload_path).__name__}.", field="upload_path"
+        )
+    parts = [part for part in upload_path.strip().strip("/").split("/") if part]
+    if not parts:
+        raise KontextValidationError("upload_path must not be empty.", field="upload_path")
+    if any(part in (".", "..") or "\\" in part or not part.isprintable() for part in parts):
+        raise KontextValidationError(
+            f"upload_path must be a plain relative folder without '.', '..' or backslashes, got {upload_path!r}.",
+            field="upload_path",
+        )
+    return "/".join(parts)
+
+
+def check_upload_file_name(file_name: Any) -> str | None:
+    """
+    kie's optional ``fileName``: a plain name (``None`` lets kie pick a random one).
+
+    Quotes and control characters are refused as well as separators: the name is also written
+    into a multipart ``Content-Disposition`` header, where they would break the framing.
+    """
+    if file_name is None:
+        return None
+    if not isinstance(file_name, str):
+        raise KontextValidationError(f"file_name must be a string, got {type(file_name).__name__}.", field="file_name")
+    name = file_name.strip()
+    if (
+        not name
+        or name in (".", "..")
+        or any(c in name for c in '/\\"')
+        or not name.isprintable()
+        or len(name.encode()) > 255
+    ):
+        raise KontextValidationError(
+            f"file_name must be a plain file name (no path separators, quotes or control characters), "
+            f"got {file_name!r}.",
+            field="file_name",
+        )
+    return name
+
+
+def _upload_fields(upload_path: str, file_name: str | None) -> dict[str, str]:
+    fields = {"uploadPath": check_upload_path(upload_path)}
+    name = check_upload_file_name(file_name)
+    if name is not None:
+        fields["fileName"] = name
+    return fields
+
+
+def upload_url_request(file_url: str, *, upload_path: str, file_name: str | None = None) -> ApiRequest:
+    """``POST /api/file-url-upload``: kie fetches a public http(s) URL itself (30 s timeout)."""
+    return ApiRequest(
+        Endpoint.UPLOAD_URL,
+        json_body={"fileUrl": check_http_url(file_url, field="file_url"), **_upload_fields(upload_path, file_name)},
+    )
+
+
+def upload_base64_request(
+    data: bytes, *, upload_path: str, file_name: str | None = None, content_type: str | None = None
+) -> ApiRequest:
+    """
+    ``POST /api/file-base64-upload`` for small files.
+
+    With a known ``content_type`` the bytes are sent as a ``data:`` URL, which kie documents, so
+    the stored file gets the right type even when ``file_name`` has no telling extension.
+    """
+    if not isinstance(data, bytes) or not data:
+        raise KontextValidationError("An upload needs at least one byte of data.", field="source")
+    encoded = base64.b64encode(data).decode("ascii")
+    if content_type and content_type != "application/octet-stream":
+        encoded = f"data:{content_type};base64,{encoded}"
+    return ApiRequest(
+        Endpoint.UPLOAD_BASE64, json_body={"base64Data": encoded, **_upload_fields(upload_path, file_name)}
+    )
+
+
+@dataclass(frozen=True)
+class StreamUploadRequest:
+    """
+    ``POST /api/file-stream-upload`` as multipart/form-data, minus the file bytes themselves.
+
+    ``requests`` reads a file passed through ``files=`` into memory whole, so the transport sends
+    :meth:`head`, then the file in chunks, then :meth:`tail`: the framing is built here, once, and
+    the I/O stays in the hook. :meth:`body_length` gives the exact ``Content-Length`` for a file
+    of known size, so no chunked transfer encoding is needed.
+    """
+
+    fields: Mapping[str, str]
+    part_file_name: str
+    part_content_type: str
+    boundary: str = field(default_factory=lambda: "kontext-" + uuid.uuid4().hex)
+
+    @property
+    def endpoint(self) -> Endpoint:
+        return Endpoint.UPLOAD_STREAM
+
+    @property
+    def content_type(self) -> str:
+        """The request's ``Content-Type`` header value."""
+        return f"multipart/form-data; boundary={self.boundary}"
+
+    def head(self) -> bytes:
+        """The form fields and the headers of the file part, up to where the file bytes start."""
+        out = bytearray()
+        for name, value in self.fields.items():
+            out += f'--{self.boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n'.encode()
+            out += value.encode() + b"\r\n"
+        out += (
+            f"--{self.boundary}\r\n"
+            f'Content-Disposition: form-data; name="{UPLOAD_STREAM_FILE_FIELD}"; filename="{self.part_file_name}"\r\n'
+            f"Content-Type: {self.part_content_type}\r\n\r\n"
+        ).encode()
+        return bytes(out)
+
+    def tail(self) -> bytes:
+        """Everything after the file bytes: the closing boundary."""
+        return f"\r\n--{self.boundary}--\r\n".encode()
+
+    def body_length(self, file_size: int) -> int:
+        return len(self.head()) + file_size + len(self.tail())
+
+
+def upload_stream_request(
+    *, upload_path: str, file_name: str | None = None, part_file_name: str, content_type: str | None = None
+) -> StreamUploadRequest:
+    """
+    The multipart upload of one file.
+
+    :param file_name: kie's ``fileName`` field (``None``: kie picks a random name).
+    :param part_file_name: The ``filename`` of the file part; kie wants one even without ``fileName``.
+    """
+    return StreamUploadRequest(
+        fields=_upload_fields(upload_path, file_name),
+        part_file_name=check_upload_file_name(part_file_name) or "upload.bin",
+        part_content_type=content_type or "application/octet-stream",
+    )
+
+
+def parse_upload_response(
+    http_status: int,
+    body: bytes,
+    headers: Mapping[str, str] | None = None,
+    *,
+    endpoint: Endpoint = Endpoint.UPLOAD_STREAM,
+) -> str:
+    """
+    ``data.downloadUrl`` of a successful upload: the URL to send as ``inputImage``.
+
+    kie documents two answer shapes (``fileName/filePath/downloadUrl/...`` and an older
+    ``fileId/fileUrl/downloadUrl/...``); only ``downloadUrl`` is common, so nothing else is read.
+    ``success: false`` is a failure whatever ``code`` says. A 400 here means "bad or missing
+    parameters", not a moderation refusal as on generate, so it becomes a
+    :class:`KontextValidationError` instead of error_for_envelope's content-policy error.
+    Pass the real ``endpoint`` so messages name it.
+    """
+    if endpoint not in _UPLOAD_ENDPOINTS:
+        raise ValueError(f"{endpoint} is not an upload endpoint")
+    envelope = read_envelope(endpoint, http_status, body, headers)
+    if envelope.ok and _upload_success_flag(body) is False:
+        envelope = Envelope(http_status, None, envelope.msg or "success: false", envelope.data, envelope.retry_after)
+    if not envelope.ok:
+        error = error_for_envelope(endpoint, envelope)
+        if error.code == 400:
+            raise KontextValidationError(
+                f"kie {endpoint.label} refused the upload as invalid (code 400, HTTP {http_status})"
+                + (f": {envelope.msg}" if envelope.msg else "")
+                + ".",
+                code=400,
+                http_status=http_status,
+                kie_message=envelope.msg or None,
+                endpoint=endpoint.label,
+            )
+        raise error
+    data = envelope.data
+    url = data.get("downloadUrl") if isinstance(data, dict) else None
+    if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+        raise KontextResponseError(
+            f"kie {endpoint.label} answered success without a downloadUrl (data={_snippet(repr(data).encode())}).",
+            http_status=http_status,
+            endpoint=endpoint.label,
+        )
+    return url
+
+
+def _upload_success_flag(body: bytes) -> bool | None:
+    """The upload envelope's ``success`` flag, ``None`` when absent (the body is known to be JSON here)."""
+    try:
+        payload = json.loads(body)
+    except (ValueError, UnicodeDecodeError):  # pragma: no cover - read_envelope already parsed it
+        return None
+    flag = payload.get("success") if isinstance(payload, dict) else None
+    return flag if isinstance(flag, bool) else None
