@@ -109,6 +109,10 @@ class KontextResponseError(KontextError):
     """The answer could not be understood: not JSON, an HTML error page, empty, or missing fields."""
 
 
+class KontextDownloadError(KontextError):
+    """A result file cannot be fetched as an image: refused, not an image, or over the size cap. Not retried."""
+
+
 class KontextTransportError(KontextError):
     """
     The HTTP exchange itself failed (connection refused, reset, timed out).

@@ -25,9 +25,9 @@ from requests.adapters import HTTPAdapter
 from urllib3.exceptions import NewConnectionError
 
 from airflow_provider_kontext.exceptions import (
+    KontextDownloadError,
     KontextError,
     KontextInsufficientCreditsError,
-    KontextResponseError,
     KontextServerError,
     KontextValidationError,
 )
@@ -329,35 +329,64 @@ class KontextHook(BaseHook):
     def _stream_file(
         self, url: str, destination: IO[bytes], *, max_bytes: int, via_download_url: bool
     ) -> DownloadedImage:
+        # A retry after a partial body starts the file over: rewind when the destination can,
+        # otherwise a broken body is final (appending a second copy would corrupt the file).
+        seekable = getattr(destination, "seekable", None)
+        start = destination.tell() if callable(seekable) and seekable() else None
         for attempt in tenacity.Retrying(**retry_kwargs(Endpoint.FILE, self.settings.retry_policy)):
             with attempt:
-                try:
-                    response = self.session.get(
-                        url,
-                        headers=self.settings.file_headers(),
-                        stream=True,
-                        timeout=(self.settings.connect_timeout, self.settings.read_timeout),
-                    )
-                except requests.RequestException as err:
-                    raise transport_error(Endpoint.FILE, _failure_kind(err), f"fetching {url}: {err}") from None
-                with response:
-                    if response.status_code in (401, 403, 404, 410) and not via_download_url:
-                        raise _RefusedFetch(response.status_code)
-                    if response.status_code >= 500:
-                        raise KontextServerError(f"Fetching {url} failed with HTTP {response.status_code}.")
-                    if response.status_code != 200:
-                        raise KontextResponseError(f"Fetching {url} failed with HTTP {response.status_code}.")
-                    content_type = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
-                    if not content_type.startswith("image/"):
-                        raise KontextResponseError(f"{url} is not an image (Content-Type {content_type!r}).")
-                    size = 0
-                    for chunk in response.iter_content(_CHUNK):
-                        size += len(chunk)
-                        if size > max_bytes:
-                            raise KontextResponseError(f"{url} is larger than the {max_bytes}-byte limit.")
-                        destination.write(chunk)
-                    return DownloadedImage(url, content_type, size, via_download_url)
+                if start is not None:
+                    destination.seek(start)
+                    destination.truncate()
+                return self._fetch_once(
+                    url,
+                    destination,
+                    max_bytes=max_bytes,
+                    via_download_url=via_download_url,
+                    rewindable=start is not None,
+                )
         raise AssertionError("unreachable")  # pragma: no cover - tenacity reraises
+
+    def _fetch_once(
+        self, url: str, destination: IO[bytes], *, max_bytes: int, via_download_url: bool, rewindable: bool
+    ) -> DownloadedImage:
+        try:
+            response = self.session.get(
+                url,
+                headers=self.settings.file_headers(),
+                stream=True,
+                timeout=(self.settings.connect_timeout, self.settings.read_timeout),
+            )
+        except requests.RequestException as err:
+            raise transport_error(Endpoint.FILE, _failure_kind(err), f"fetching {url}: {_describe(err)}") from None
+        with response:
+            status = response.status_code
+            if status in (401, 403, 404, 410) and not via_download_url:
+                raise _RefusedFetch(status)
+            if status >= 500:
+                raise KontextServerError(f"Fetching {url} failed with HTTP {status}.", http_status=status)
+            if status != 200:
+                raise KontextDownloadError(f"Fetching {url} failed with HTTP {status}.", http_status=status)
+            content_type = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
+            if not content_type.startswith("image/"):
+                raise KontextDownloadError(f"{url} is not an image (Content-Type {content_type!r}).")
+            size = 0
+            try:
+                for chunk in response.iter_content(_CHUNK):
+                    size += len(chunk)
+                    if size > max_bytes:
+                        raise KontextDownloadError(f"{url} is larger than the {max_bytes}-byte limit.")
+                    destination.write(chunk)
+            except requests.RequestException as err:
+                if not rewindable and size:
+                    raise KontextDownloadError(
+                        f"The download of {url} broke after {size} bytes ({_describe(err)}) and the destination "
+                        "cannot be rewound for a retry."
+                    ) from None
+                raise transport_error(
+                    Endpoint.FILE, TransportFailure.DISCONNECTED, f"reading {url}: {_describe(err)}"
+                ) from None
+            return DownloadedImage(url, content_type, size, via_download_url)
 
     # ----------------------------------------------------------------- uploads
 

@@ -226,8 +226,21 @@ def test_download_falls_back_to_download_url_when_direct_fetch_is_refused(emulat
 def test_download_enforces_size_cap(emulator: EmulatorServer) -> None:
     hook = KontextHook()
     record = hook.wait_for_task(hook.create_task("a cat"), poll_interval=0.1, timeout=30)
-    with pytest.raises(exc.KontextResponseError, match="limit"):
+    with pytest.raises(exc.KontextDownloadError, match="limit"):
         hook.download_image(record.result_image_url or "", io.BytesIO(), max_bytes=100)
+    assert requests_to(emulator, "file") == 1, "an over-size image is not fetched again"
+
+
+def test_download_retry_starts_the_file_over(emulator: EmulatorServer) -> None:
+    hook = KontextHook()
+    record = hook.wait_for_task(hook.create_task("a cat"), poll_interval=0.1, timeout=30)
+    expected = io.BytesIO()
+    hook.download_image(record.result_image_url or "", expected)
+    emulator.inject_fault("file", "http", count=2, status=503)
+    buffer = io.BytesIO(b"prefix:")
+    buffer.seek(0, io.SEEK_END)
+    hook.download_image(record.result_image_url or "", buffer)
+    assert buffer.getvalue() == b"prefix:" + expected.getvalue()
 
 
 def test_missing_api_key_names_the_connection(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -271,7 +271,7 @@ def test_failed_download_to_an_object_store_leaves_no_object(
     emulator: EmulatorServer, result_url: str, memory_store: MemoryFileSystem
 ) -> None:
     target = ObjectStoragePath("memory://kontext-tests/out/partial.png")
-    with pytest.raises(exc.KontextResponseError):
+    with pytest.raises(exc.KontextDownloadError):
         persist_image(KontextHook(), result_url, target, max_bytes=100)
     assert not target.exists()
 
@@ -294,7 +294,7 @@ def test_failed_download_leaves_no_file(emulator: EmulatorServer, result_url: st
 
 def test_oversized_download_leaves_no_partial_file(emulator: EmulatorServer, result_url: str, tmp_path: Path) -> None:
     target = ObjectStoragePath(f"file://{tmp_path}/x.png")
-    with pytest.raises(exc.KontextResponseError, match="limit"):
+    with pytest.raises(exc.KontextDownloadError, match="limit"):
         persist_image(KontextHook(), result_url, target, max_bytes=100)
     assert not (tmp_path / "x.png").exists()
 
@@ -307,7 +307,7 @@ def test_partially_written_file_is_removed(emulator: EmulatorServer, tmp_path: P
     size = len(reference_bytes(url))
     assert size > 70 * 1024
     target = ObjectStoragePath(f"file://{tmp_path}/big.png")
-    with pytest.raises(exc.KontextResponseError, match="limit"):
+    with pytest.raises(exc.KontextDownloadError, match="limit"):
         persist_image(hook, url, target, max_bytes=70 * 1024)
     assert hook.written_before_failure > 0, "the test must really leave a partial file behind"
     assert not (tmp_path / "big.png").exists()
