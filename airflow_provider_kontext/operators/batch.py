@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.providers.common.compat.sdk import BaseOperator, conf
 
-from airflow_provider_kontext.exceptions import KontextValidationError
 from airflow_provider_kontext.links import KontextImageLink
 from airflow_provider_kontext.operators.ledger import submit_once
+from airflow_provider_kontext.operators.prepare import validate_items
 from airflow_provider_kontext.operators.waiting import wait_budget, wait_for
 from airflow_provider_kontext.protocol.polling import (
     DEFAULT_POLL_INTERVAL_SECONDS,
@@ -23,7 +23,6 @@ from airflow_provider_kontext.protocol.polling import (
     WaitResult,
 )
 from airflow_provider_kontext.protocol.ratelimit import KIE_CREATES_PER_WINDOW, KIE_WINDOW_SECONDS, CreateRateLimiter
-from airflow_provider_kontext.protocol.request import GenerateRequest
 from airflow_provider_kontext.results import TASK_IDS_KEY, publish
 
 if TYPE_CHECKING:
@@ -98,29 +97,7 @@ class KontextBatchGenerateOperator(BaseOperator):
         if timeout <= 0:
             raise ValueError("timeout must be positive")
         if isinstance(requests, list) and not any(_has_template(item) for item in requests):
-            self.build_requests()  # static batches fail at parse time, not mid-run
-
-    def build_requests(self) -> list[GenerateRequest]:
-        """Validate every item before anything is sent; errors name ``requests[i].field``."""
-        if not isinstance(self.requests, list) or not self.requests:
-            raise KontextValidationError("requests must be a non-empty list of dicts.", field="requests")
-        built = []
-        for index, item in enumerate(self.requests):
-            if not isinstance(item, dict):
-                raise KontextValidationError(
-                    f"requests[{index}] must be a dict of generate fields, got {type(item).__name__}.",
-                    field=f"requests[{index}]",
-                )
-            try:
-                built.append(GenerateRequest.from_fields(**item))
-            except KontextValidationError as err:
-                field = f"requests[{index}].{err.field}" if err.field else f"requests[{index}]"
-                raise KontextValidationError(f"{field}: {err}", field=field) from None
-            except TypeError:  # no prompt at all
-                raise KontextValidationError(
-                    f"requests[{index}].prompt is required.", field=f"requests[{index}].prompt"
-                ) from None
-        return built
+            validate_items(requests)  # static batches fail at parse time, not mid-run
 
     @property
     def hook(self) -> KontextHook:
@@ -129,7 +106,7 @@ class KontextBatchGenerateOperator(BaseOperator):
         return KontextHook(kontext_conn_id=self.kontext_conn_id)
 
     def execute(self, context: Context) -> Any:
-        requests = self.build_requests()
+        validate_items(self.requests)  # every item, before any request
         hook = self.hook
         if self.min_credits is not None:
             hook.ensure_credits(self.min_credits)
@@ -137,7 +114,7 @@ class KontextBatchGenerateOperator(BaseOperator):
         ids = submit_once(
             context,
             hook,
-            requests,
+            self.requests,
             limiter=CreateRateLimiter(self.max_creates_per_window, self.rate_window_seconds),
             on_progress=lambda ids_so_far: ti.xcom_push(key=TASK_IDS_KEY, value=ids_so_far),
         )

@@ -13,6 +13,7 @@ from airflow.providers.common.compat.sdk import BaseOperator, conf
 
 from airflow_provider_kontext.links import KontextImageLink
 from airflow_provider_kontext.operators.ledger import submit_once
+from airflow_provider_kontext.operators.prepare import validate_item
 from airflow_provider_kontext.operators.waiting import wait_budget, wait_for
 from airflow_provider_kontext.protocol.polling import (
     DEFAULT_POLL_INTERVAL_SECONDS,
@@ -20,7 +21,7 @@ from airflow_provider_kontext.protocol.polling import (
     PollSchedule,
     WaitResult,
 )
-from airflow_provider_kontext.protocol.request import OPTIONAL_FIELDS, GenerateRequest, validate_fields
+from airflow_provider_kontext.protocol.request import OPTIONAL_FIELDS
 from airflow_provider_kontext.results import TASK_ID_KEY, publish
 
 if TYPE_CHECKING:
@@ -29,6 +30,7 @@ if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
 
     from airflow_provider_kontext.hooks.kontext import KontextHook
+    from airflow_provider_kontext.protocol.request import GenerateRequest
 
 #: Stand-ins used to validate the static fields while a templated one is still unrendered.
 _TEMPLATE_PLACEHOLDERS: Final[dict[str, Any]] = {
@@ -120,7 +122,7 @@ class KontextGenerateOperator(BaseOperator):
         PollSchedule(interval=poll_interval)  # a bad interval fails at parse time, not mid-run
         if timeout <= 0:
             raise ValueError("timeout must be positive")
-        validate_fields(self._fields_for_static_check())
+        validate_item(self._fields_for_static_check())
 
     # ------------------------------------------------------------------ request
 
@@ -136,8 +138,13 @@ class KontextGenerateOperator(BaseOperator):
         return fields
 
     def build_request(self) -> GenerateRequest:
-        """The validated request from the rendered fields; raises before anything is sent."""
-        return GenerateRequest.from_fields(**self._fields())
+        """
+        Validate the rendered fields; raises before anything is sent.
+
+        An ``input_image`` to upload is stood in for by a placeholder here; the upload itself
+        happens only when the task is really created.
+        """
+        return validate_item(self._fields())
 
     # ------------------------------------------------------------------ execution
 
@@ -148,14 +155,14 @@ class KontextGenerateOperator(BaseOperator):
         return KontextHook(kontext_conn_id=self.kontext_conn_id)
 
     def execute(self, context: Context) -> Any:
-        request = self.build_request()
+        self.build_request()
         hook = self.hook
         if self.min_credits is not None:
             hook.ensure_credits(self.min_credits)
         (kie_task_id,) = submit_once(
             context,
             hook,
-            [request],
+            [self._fields()],
             on_progress=lambda ids: context["ti"].xcom_push(key=TASK_ID_KEY, value=ids[0]),
         )
         if not self.wait_for_completion:

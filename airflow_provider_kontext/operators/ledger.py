@@ -17,30 +17,23 @@ no id exists to re-attach to and a retry creates a new task.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from typing import TYPE_CHECKING, Any, Final
 
 from airflow_provider_kontext.exceptions import KontextError
+from airflow_provider_kontext.operators.prepare import fingerprint, materialize
 from airflow_provider_kontext.protocol.record import TaskStatus
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import Callable, Mapping, Sequence
 
     from airflow.providers.common.compat.sdk import Context
 
     from airflow_provider_kontext.hooks.kontext import KontextHook
     from airflow_provider_kontext.protocol.ratelimit import CreateRateLimiter
-    from airflow_provider_kontext.protocol.request import GenerateRequest
 
 #: The state-store key. Never rename it: in-flight task instances written by an older version
 #: would lose their ids and pay again.
 STATE_KEY: Final = "kontext_submissions"
-
-
-def fingerprint(request: GenerateRequest) -> str:
-    """A digest of exactly what is sent, so a changed prompt is not mistaken for the same image."""
-    return hashlib.sha256(json.dumps(request.to_payload(), sort_keys=True).encode()).hexdigest()
 
 
 class SubmissionLedger:
@@ -48,13 +41,14 @@ class SubmissionLedger:
     The kie task id of each request of one task instance, persisted in the task state store.
 
     :param context: The task's context; its ``task_state_store`` is used when present.
-    :param requests: The requests of this try, in order.
+    :param fingerprints: One :func:`~.prepare.fingerprint` per request of this try, in order,
+        so a changed request is not mistaken for the image an earlier try paid for.
     """
 
-    def __init__(self, context: Context, requests: Sequence[GenerateRequest]) -> None:
+    def __init__(self, context: Context, fingerprints: Sequence[str]) -> None:
         self._store: Any = context.get("task_state_store")
-        self._fingerprints = [fingerprint(request) for request in requests]
-        self.ids: list[str | None] = [None] * len(requests)
+        self._fingerprints = list(fingerprints)
+        self.ids: list[str | None] = [None] * len(self._fingerprints)
 
     @property
     def available(self) -> bool:
@@ -119,29 +113,32 @@ class SubmissionLedger:
 def submit_once(
     context: Context,
     hook: KontextHook,
-    requests: Sequence[GenerateRequest],
+    items: Sequence[Mapping[str, Any]],
     *,
     limiter: CreateRateLimiter | None = None,
     on_progress: Callable[[list[str | None]], None] | None = None,
 ) -> list[str]:
     """
-    Create a kie task for every request that does not already have a usable one; return all ids in order.
+    Create a kie task for every item that does not already have a usable one; return all ids in order.
 
-    ``on_progress`` sees the ids (``None`` for not yet created) after every create.
+    ``items`` are rendered generate fields, already validated (:mod:`.prepare`). Images to
+    upload are uploaded only for the items actually created. ``on_progress`` sees the ids
+    (``None`` for not yet created) after every create.
     """
-    ledger = SubmissionLedger(context, requests)
+    ledger = SubmissionLedger(context, [fingerprint(item) for item in items])
     if ledger.load():
         ledger.drop_unusable(hook, hook.log)
     todo = ledger.missing()
-    if todo and len(todo) < len(requests):
-        hook.log.info("Creating %d of %d kie task(s); the rest re-attach.", len(todo), len(requests))
+    if todo and len(todo) < len(items):
+        hook.log.info("Creating %d of %d kie task(s); the rest re-attach.", len(todo), len(items))
 
     def created(ids_so_far: list[str]) -> None:
         ledger.record(todo[len(ids_so_far) - 1], ids_so_far[-1])
         if on_progress is not None:
             on_progress(list(ledger.ids))
 
-    hook.submit_many([requests[index] for index in todo], limiter=limiter, on_created=created)
+    requests = [materialize(hook, items[index]) for index in todo]
+    hook.submit_many(requests, limiter=limiter, on_created=created)
     if not todo and on_progress is not None:
         on_progress(list(ledger.ids))
     return [task_id for task_id in ledger.ids if task_id is not None]

@@ -1,0 +1,105 @@
+"""Turn rendered operator fields into sendable requests: validate everything first, upload last.
+
+``input_image`` may be an http(s) URL or something to upload first (a local path, an
+``ObjectStoragePath``). The order matters for money and for clarity: every field of every item
+is validated before any HTTP request (an upload placeholder stands in for a not-yet-uploaded
+image, so the edit-mode rules such as ``safety_tolerance <= 2`` still apply), and uploads
+happen only for requests that are actually going to be created.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any, Final
+
+from airflow_provider_kontext.exceptions import KontextValidationError
+from airflow_provider_kontext.protocol.request import GenerateRequest
+
+if TYPE_CHECKING:
+    from airflow_provider_kontext.hooks.kontext import KontextHook
+
+#: Stands in for an image that will be uploaded, during validation only; never sent.
+UPLOAD_PLACEHOLDER: Final = "https://upload.invalid/input-image"
+
+
+def needs_upload(value: Any) -> bool:
+    """An ``input_image`` that is set and is not already an http(s) URL."""
+    if value is None:
+        return False
+    return not (isinstance(value, str) and value.strip().lower().startswith(("http://", "https://")))
+
+
+def validate_item(fields: Mapping[str, Any], *, prefix: str | None = None) -> GenerateRequest:
+    """
+    Validate one item's fields (uploads stood in for); errors name ``prefix.field``.
+
+    Returns the request as it would be sent, with the placeholder where an upload is pending.
+    """
+    if not isinstance(fields, Mapping):
+        raise KontextValidationError(
+            f"{prefix} must be a dict of generate fields, got {type(fields).__name__}.", field=prefix
+        )
+    candidate = dict(fields)
+    if needs_upload(candidate.get("input_image")):
+        source = candidate["input_image"]
+        if isinstance(source, str) and ("://" in source or not source.strip()):
+            raise _named(
+                KontextValidationError(
+                    f"input_image must be an http(s) URL or a local file path, got {source!r}; pass other "
+                    "storage (s3://, gs://, ...) as an ObjectStoragePath.",
+                    field="input_image",
+                ),
+                prefix,
+            )
+        if not isinstance(source, (str, os.PathLike)) and not hasattr(source, "open"):
+            raise _named(
+                KontextValidationError(
+                    f"input_image must be an http(s) URL, a local path or an ObjectStoragePath, "
+                    f"got {type(source).__name__}.",
+                    field="input_image",
+                ),
+                prefix,
+            )
+        candidate["input_image"] = UPLOAD_PLACEHOLDER
+    if "prompt" not in candidate:
+        raise _named(KontextValidationError("prompt is required.", field="prompt"), prefix)
+    try:
+        return GenerateRequest.from_fields(**candidate)
+    except KontextValidationError as err:
+        raise _named(err, prefix) from None
+
+
+def validate_items(items: Any) -> list[GenerateRequest]:
+    """Validate a batch's ``requests`` list; errors name ``requests[i].field``."""
+    if not isinstance(items, list) or not items:
+        raise KontextValidationError("requests must be a non-empty list of dicts.", field="requests")
+    return [validate_item(item, prefix=f"requests[{index}]") for index, item in enumerate(items)]
+
+
+def fingerprint(fields: Mapping[str, Any]) -> str:
+    """
+    A digest of what the caller asked for, before any upload.
+
+    Taken over the caller's values (a local path stays a path), not over the uploaded URL,
+    which is new on every upload: a retry must recognise the same image request.
+    """
+    canonical = {key: value for key, value in fields.items() if value is not None}
+    return hashlib.sha256(json.dumps(canonical, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def materialize(hook: KontextHook, fields: Mapping[str, Any]) -> GenerateRequest:
+    """The request to send: upload ``input_image`` first when it is not a URL."""
+    values = dict(fields)
+    if needs_upload(values.get("input_image")):
+        values["input_image"] = hook.resolve_input_image(values["input_image"])
+    return GenerateRequest.from_fields(**values)
+
+
+def _named(error: KontextValidationError, prefix: str | None) -> KontextValidationError:
+    if prefix is None:
+        return error
+    field = f"{prefix}.{error.field}" if error.field else prefix
+    return KontextValidationError(f"{field}: {error}", field=field)
