@@ -63,7 +63,7 @@ from airflow_provider_kontext.protocol.polling import (
 from airflow_provider_kontext.protocol.ratelimit import CreateRateLimiter
 from airflow_provider_kontext.protocol.request import GenerateRequest, check_http_url
 from airflow_provider_kontext.protocol.retry import retry_kwargs
-from airflow_provider_kontext.protocol.settings import ClientSettings
+from airflow_provider_kontext.protocol.settings import DEFAULT_MAX_IMAGE_BYTES, ClientSettings
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -72,8 +72,6 @@ if TYPE_CHECKING:
 
 T = TypeVar("T")
 
-#: Refuse result files larger than this; a Kontext image is a few MB at most.
-DEFAULT_MAX_IMAGE_BYTES = 50 * 1024 * 1024
 _CHUNK = 64 * 1024
 
 #: Folder prefix of uploads without an explicit ``upload_path``. Each upload gets its own

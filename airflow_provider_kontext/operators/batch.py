@@ -15,7 +15,7 @@ from airflow.providers.common.compat.sdk import BaseOperator, conf
 from airflow_provider_kontext.links import KontextImageLink
 from airflow_provider_kontext.operators.ledger import submit_once
 from airflow_provider_kontext.operators.prepare import validate_items
-from airflow_provider_kontext.operators.waiting import wait_budget, wait_for
+from airflow_provider_kontext.operators.waiting import check_output_path, finish_wait, wait_budget, wait_for
 from airflow_provider_kontext.protocol.polling import (
     DEFAULT_POLL_INTERVAL_SECONDS,
     DEFAULT_TIMEOUT_SECONDS,
@@ -23,7 +23,8 @@ from airflow_provider_kontext.protocol.polling import (
     WaitResult,
 )
 from airflow_provider_kontext.protocol.ratelimit import KIE_CREATES_PER_WINDOW, KIE_WINDOW_SECONDS, CreateRateLimiter
-from airflow_provider_kontext.results import TASK_IDS_KEY, publish
+from airflow_provider_kontext.protocol.settings import DEFAULT_MAX_IMAGE_BYTES
+from airflow_provider_kontext.results import TASK_IDS_KEY
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -59,9 +60,13 @@ class KontextBatchGenerateOperator(BaseOperator):
         raised yours).
     :param rate_window_seconds: The rate-limit window.
     :param min_credits: Read the balance first and fail before any spend below it.
+    :param output_path: Copy every image there when ready (see :class:`KontextGenerateOperator`).
+        File names default to ``{dag_id}/{run_id}/{task_id}/{map_index}-{kie_task_id}-{index}.{ext}``.
+    :param output_file_name: File-name template (fields as for the single operator, plus ``index``).
+    :param max_image_bytes: Refuse result files larger than this.
     """
 
-    template_fields: Sequence[str] = ("requests",)
+    template_fields: Sequence[str] = ("requests", "output_path", "output_file_name")
     template_fields_renderers = {"requests": "json"}
     operator_extra_links = (KontextImageLink(),)
     ui_color = "#e8d5ff"
@@ -79,10 +84,17 @@ class KontextBatchGenerateOperator(BaseOperator):
         max_creates_per_window: int = KIE_CREATES_PER_WINDOW,
         rate_window_seconds: float = KIE_WINDOW_SECONDS,
         min_credits: float | None = None,
+        output_path: Any = None,
+        output_file_name: str | None = None,
+        max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.requests = requests
+        self.output_path = output_path
+        self.output_file_name = output_file_name
+        self.max_image_bytes = max_image_bytes
+        check_output_path(output_path)
         self.kontext_conn_id = kontext_conn_id
         self.wait_for_completion = wait_for_completion
         self.deferrable = deferrable
@@ -107,6 +119,7 @@ class KontextBatchGenerateOperator(BaseOperator):
 
     def execute(self, context: Context) -> Any:
         validate_items(self.requests)  # every item, before any request
+        check_output_path(self.output_path)
         hook = self.hook
         if self.min_credits is not None:
             hook.ensure_credits(self.min_credits)
@@ -137,8 +150,15 @@ class KontextBatchGenerateOperator(BaseOperator):
         return self._finish(context, WaitResult.from_event(event))
 
     def _finish(self, context: Context, result: WaitResult) -> list[dict[str, Any]]:
-        self.log.info("%s", result.message)
-        records = publish(context, result, allow_failed_tasks=not self.fail_on_any_failure)
+        records = finish_wait(
+            self,
+            context,
+            result,
+            allow_failed_tasks=not self.fail_on_any_failure,
+            output_path=self.output_path,
+            output_file_name=self.output_file_name,
+            max_image_bytes=self.max_image_bytes,
+        )
         if self.min_credits is not None:
             try:
                 self.log.info("kie balance after the batch: %g credits.", self.hook.get_credits())

@@ -14,7 +14,7 @@ from airflow.providers.common.compat.sdk import BaseOperator, conf
 from airflow_provider_kontext.links import KontextImageLink
 from airflow_provider_kontext.operators.ledger import submit_once
 from airflow_provider_kontext.operators.prepare import validate_item
-from airflow_provider_kontext.operators.waiting import wait_budget, wait_for
+from airflow_provider_kontext.operators.waiting import check_output_path, finish_wait, wait_budget, wait_for
 from airflow_provider_kontext.protocol.polling import (
     DEFAULT_POLL_INTERVAL_SECONDS,
     DEFAULT_TIMEOUT_SECONDS,
@@ -22,7 +22,8 @@ from airflow_provider_kontext.protocol.polling import (
     WaitResult,
 )
 from airflow_provider_kontext.protocol.request import OPTIONAL_FIELDS
-from airflow_provider_kontext.results import TASK_ID_KEY, publish
+from airflow_provider_kontext.protocol.settings import DEFAULT_MAX_IMAGE_BYTES
+from airflow_provider_kontext.results import TASK_ID_KEY
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -73,9 +74,26 @@ class KontextGenerateOperator(BaseOperator):
     :param poll_interval: Seconds between status checks.
     :param timeout: Seconds to wait for the image before failing with ``KontextTimeoutError``.
     :param min_credits: Read the balance first and fail before any spend when it is lower.
+    :param output_path: Copy the image here when it is ready (kie deletes it after 14 days): an
+        ``ObjectStoragePath`` or a URI (``file:///data/images``, ``s3://bucket/prefix``,
+        ``s3://conn_id@bucket/prefix``). Templated. The stored URI is added to the result as
+        ``stored_path``; declared outlets get an Asset event listing the files.
+    :param output_file_name: ``str.format`` template for the file name under ``output_path``,
+        over ``dag_id``, ``run_id``, ``task_id``, ``map_index``, ``kie_task_id``, ``ext``;
+        default ``{dag_id}/{run_id}/{task_id}/{map_index}-{kie_task_id}.{ext}``. Templated.
+    :param max_image_bytes: Refuse result files larger than this.
     """
 
-    template_fields: Sequence[str] = ("prompt", "input_image", "aspect_ratio", "model", "callback_url", "watermark")
+    template_fields: Sequence[str] = (
+        "prompt",
+        "input_image",
+        "aspect_ratio",
+        "model",
+        "callback_url",
+        "watermark",
+        "output_path",
+        "output_file_name",
+    )
     operator_extra_links = (KontextImageLink(),)
     ui_color = "#e8d5ff"
 
@@ -99,6 +117,9 @@ class KontextGenerateOperator(BaseOperator):
         poll_interval: float = DEFAULT_POLL_INTERVAL_SECONDS,
         timeout: float = DEFAULT_TIMEOUT_SECONDS,
         min_credits: float | None = None,
+        output_path: Any = None,
+        output_file_name: str | None = None,
+        max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -119,6 +140,10 @@ class KontextGenerateOperator(BaseOperator):
         self.poll_interval = poll_interval
         self.timeout = timeout
         self.min_credits = min_credits
+        self.output_path = output_path
+        self.output_file_name = output_file_name
+        self.max_image_bytes = max_image_bytes
+        check_output_path(output_path)
         PollSchedule(interval=poll_interval)  # a bad interval fails at parse time, not mid-run
         if timeout <= 0:
             raise ValueError("timeout must be positive")
@@ -132,8 +157,8 @@ class KontextGenerateOperator(BaseOperator):
     def _fields_for_static_check(self) -> dict[str, Any]:
         """The fields with not-yet-rendered templates swapped for neutral stand-ins."""
         fields = self._fields()
-        for name in self.template_fields:
-            if _is_unrendered(fields[name]):
+        for name in fields:
+            if name in self.template_fields and _is_unrendered(fields[name]):
                 fields[name] = _TEMPLATE_PLACEHOLDERS.get(name)
         return fields
 
@@ -156,6 +181,7 @@ class KontextGenerateOperator(BaseOperator):
 
     def execute(self, context: Context) -> Any:
         self.build_request()
+        check_output_path(self.output_path)
         hook = self.hook
         if self.min_credits is not None:
             hook.ensure_credits(self.min_credits)
@@ -186,8 +212,14 @@ class KontextGenerateOperator(BaseOperator):
         return self._finish(context, WaitResult.from_event(event))
 
     def _finish(self, context: Context, result: WaitResult) -> dict[str, Any]:
-        self.log.info("%s", result.message)
-        return publish(context, result)[0]
+        return finish_wait(
+            self,
+            context,
+            result,
+            output_path=self.output_path,
+            output_file_name=self.output_file_name,
+            max_image_bytes=self.max_image_bytes,
+        )[0]
 
 
 def _is_unrendered(value: Any) -> bool:

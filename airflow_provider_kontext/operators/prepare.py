@@ -14,6 +14,7 @@ import json
 import os
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Final
+from urllib.parse import urlsplit
 
 from airflow_provider_kontext.exceptions import KontextValidationError
 from airflow_provider_kontext.protocol.request import GenerateRequest
@@ -45,11 +46,11 @@ def validate_item(fields: Mapping[str, Any], *, prefix: str | None = None) -> Ge
     candidate = dict(fields)
     if needs_upload(candidate.get("input_image")):
         source = candidate["input_image"]
-        if isinstance(source, str) and ("://" in source or not source.strip()):
+        if isinstance(source, str) and (("://" in source and not _is_file_uri(source)) or not source.strip()):
             raise _named(
                 KontextValidationError(
-                    f"input_image must be an http(s) URL or a local file path, got {source!r}; pass other "
-                    "storage (s3://, gs://, ...) as an ObjectStoragePath.",
+                    f"input_image must be an http(s) URL, a local file path or a file:// URI, got {source!r}; "
+                    "pass other storage (s3://, gs://, ...) as an ObjectStoragePath.",
                     field="input_image",
                 ),
                 prefix,
@@ -93,9 +94,16 @@ def fingerprint(fields: Mapping[str, Any]) -> str:
 def materialize(hook: KontextHook, fields: Mapping[str, Any]) -> GenerateRequest:
     """The request to send: upload ``input_image`` first when it is not a URL."""
     values = dict(fields)
-    if needs_upload(values.get("input_image")):
-        values["input_image"] = hook.resolve_input_image(values["input_image"])
+    source = values.get("input_image")
+    if needs_upload(source):
+        if isinstance(source, str) and _is_file_uri(source):
+            source = urlsplit(source).path  # a file:// URI, e.g. a stored_path from an earlier task
+        values["input_image"] = hook.resolve_input_image(source)
     return GenerateRequest.from_fields(**values)
+
+
+def _is_file_uri(value: str) -> bool:
+    return value.strip().lower().startswith("file://")
 
 
 def _named(error: KontextValidationError, prefix: str | None) -> KontextValidationError:

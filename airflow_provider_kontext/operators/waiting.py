@@ -11,15 +11,18 @@ from __future__ import annotations
 
 import time
 from datetime import timedelta
-from typing import TYPE_CHECKING, Final
+from typing import TYPE_CHECKING, Any, Final
 
 from airflow_provider_kontext.exceptions import KontextError
-from airflow_provider_kontext.protocol.polling import TaskWaiter, WaitResult
+from airflow_provider_kontext.protocol.polling import TaskWaiter, WaitResult, WaitStatus
+from airflow_provider_kontext.protocol.record import TaskStatus
+from airflow_provider_kontext.protocol.settings import DEFAULT_MAX_IMAGE_BYTES
+from airflow_provider_kontext.results import publish
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
-    from airflow.providers.common.compat.sdk import BaseOperator
+    from airflow.providers.common.compat.sdk import BaseOperator, Context
 
     from airflow_provider_kontext.hooks.kontext import KontextHook
 
@@ -85,3 +88,90 @@ def wait_for(
         return outcome
     defer_to_trigger(task, kontext_conn_id=kontext_conn_id, waiter=waiter, poll_interval=poll_interval)
     raise AssertionError("defer() returned")  # pragma: no cover - defer() raises TaskDeferred
+
+
+def finish_wait(
+    task: BaseOperator,
+    context: Context,
+    result: WaitResult,
+    *,
+    hook: KontextHook | None = None,
+    allow_failed_tasks: bool = False,
+    output_path: Any = None,
+    output_file_name: str | None = None,
+    max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES,
+) -> list[dict[str, Any]]:
+    """
+    End a wait on the worker: raise the typed error, or store the images and publish the results.
+
+    Images are copied to ``output_path`` here, on the worker, never in the triggerer (a trigger
+    must not block its event loop with downloads). Each stored URI joins its result dict as
+    ``stored_path``, and the task's declared outlets get an Asset event listing the files.
+    """
+    task.log.info("%s", result.message)
+    if not (allow_failed_tasks and result.status is WaitStatus.FAILED):
+        result.raise_for_status()
+    records = [record.to_dict() for record in result.records]
+    if output_path is not None:
+        from airflow_provider_kontext.hooks.kontext import KontextHook
+
+        stored = store_images(
+            hook or KontextHook(kontext_conn_id=getattr(task, "kontext_conn_id", "kontext_default")),
+            context,
+            records,
+            output_path=output_path,
+            file_name=output_file_name,
+            max_bytes=max_image_bytes,
+        )
+        task.log.info("Stored %d image(s): %s", len(stored), stored)
+        for outlet in getattr(task, "outlets", None) or []:
+            context["outlet_events"][outlet].extra["kontext_images"] = stored  # type: ignore[assignment]
+    publish(context, records)
+    return records
+
+
+def store_images(
+    hook: KontextHook,
+    context: Context,
+    records: list[dict[str, Any]],
+    *,
+    output_path: Any,
+    file_name: str | None,
+    max_bytes: int,
+) -> list[str]:
+    """Copy every succeeded image to ``output_path`` under a deterministic name; return the URIs."""
+    from airflow_provider_kontext.storage import (
+        guess_image_extension,
+        image_file_name,
+        persist_image,
+        resolve_output_path,
+    )
+
+    base = resolve_output_path(output_path)
+    ti = context["ti"]
+    stored: list[str] = []
+    for index, record in enumerate(records):
+        url = record.get("result_image_url")
+        if record.get("status") != TaskStatus.SUCCESS.value or not url:
+            continue
+        name = image_file_name(
+            file_name,
+            dag_id=ti.dag_id,
+            run_id=ti.run_id,
+            task_id=ti.task_id,
+            map_index=ti.map_index if ti.map_index is not None else -1,
+            kie_task_id=record["kie_task_id"],
+            ext=guess_image_extension(url, default=record.get("output_format") or "jpeg"),
+            index=index if len(records) > 1 else None,
+        )
+        record["stored_path"] = persist_image(hook, url, base / name, max_bytes=max_bytes).path
+        stored.append(record["stored_path"])
+    return stored
+
+
+def check_output_path(output_path: Any) -> None:
+    """Refuse an unusable ``output_path`` before anything is sent (templates wait for rendering)."""
+    if output_path is not None and not (isinstance(output_path, str) and "{{" in output_path):
+        from airflow_provider_kontext.storage import resolve_output_path
+
+        resolve_output_path(output_path)

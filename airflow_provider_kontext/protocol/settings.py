@@ -22,6 +22,8 @@ DEFAULT_BASE_URL: Final = "https://api.kie.ai"
 DEFAULT_UPLOAD_BASE_URL: Final = "https://kieai.redpandaai.co"
 DEFAULT_CONNECT_TIMEOUT: Final = 10.0
 DEFAULT_READ_TIMEOUT: Final = 30.0
+#: Refuse result files larger than this; a Kontext image is a few MB at most.
+DEFAULT_MAX_IMAGE_BYTES: Final = 50 * 1024 * 1024
 
 #: kie sits behind a CDN that refuses requests without a User-Agent (403 "error code: 1010").
 USER_AGENT: Final = f"airflow-provider-kontext/{__version__}"

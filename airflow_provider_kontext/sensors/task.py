@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 from airflow.providers.common.compat.sdk import AirflowSensorTimeout, BaseSensorOperator, PokeReturnValue, conf
 
 from airflow_provider_kontext.links import KontextImageLink
-from airflow_provider_kontext.operators.waiting import wait_for
+from airflow_provider_kontext.operators.waiting import check_output_path, finish_wait, wait_for
 from airflow_provider_kontext.protocol.envelope import check_task_id
 from airflow_provider_kontext.protocol.polling import (
     DEFAULT_POLL_INTERVAL_SECONDS,
@@ -16,7 +16,7 @@ from airflow_provider_kontext.protocol.polling import (
     WaitResult,
     WaitStatus,
 )
-from airflow_provider_kontext.results import publish
+from airflow_provider_kontext.protocol.settings import DEFAULT_MAX_IMAGE_BYTES
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -43,9 +43,13 @@ class KontextTaskSensor(BaseSensorOperator):
     :param kontext_conn_id: The ``kontext`` Airflow connection.
     :param poll_interval: Seconds between checks (the sensor's ``poke_interval``).
     :param deferrable: Wait in the triggerer. Defaults to ``[operators] default_deferrable``.
+    :param output_path: Copy the images there when ready, on the worker (see
+        :class:`~airflow_provider_kontext.operators.generate.KontextGenerateOperator`). Templated.
+    :param output_file_name: File-name template under ``output_path``. Templated.
+    :param max_image_bytes: Refuse result files larger than this.
     """
 
-    template_fields: Sequence[str] = ("kontext_task_ids",)
+    template_fields: Sequence[str] = ("kontext_task_ids", "output_path", "output_file_name")
     operator_extra_links = (KontextImageLink(),)
     ui_color = "#e8d5ff"
 
@@ -57,6 +61,9 @@ class KontextTaskSensor(BaseSensorOperator):
         poll_interval: float = DEFAULT_POLL_INTERVAL_SECONDS,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         timeout: float = DEFAULT_TIMEOUT_SECONDS,
+        output_path: Any = None,
+        output_file_name: str | None = None,
+        max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES,
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("poke_interval", poll_interval)
@@ -65,6 +72,10 @@ class KontextTaskSensor(BaseSensorOperator):
         self.kontext_conn_id = kontext_conn_id
         self.poll_interval = float(kwargs["poke_interval"])
         self.deferrable = deferrable
+        self.output_path = output_path
+        self.output_file_name = output_file_name
+        self.max_image_bytes = max_image_bytes
+        check_output_path(output_path)
         self._waiter: TaskWaiter | None = None
 
     @property
@@ -83,6 +94,7 @@ class KontextTaskSensor(BaseSensorOperator):
         return not isinstance(self.kontext_task_ids, str)
 
     def execute(self, context: Context) -> Any:
+        check_output_path(self.output_path)
         if not self.deferrable:
             return super().execute(context)
         result = wait_for(
@@ -119,6 +131,12 @@ class KontextTaskSensor(BaseSensorOperator):
         return self._finish(context, result)
 
     def _finish(self, context: Context, result: WaitResult) -> Any:
-        self.log.info("%s", result.message)
-        records = publish(context, result)
+        records = finish_wait(
+            self,
+            context,
+            result,
+            output_path=self.output_path,
+            output_file_name=self.output_file_name,
+            max_image_bytes=self.max_image_bytes,
+        )
         return records if self._returns_list() else records[0]

@@ -144,3 +144,35 @@ def test_airflow_retries_reattach_instead_of_paying_again(airflow_db: str, emula
     results = xcoms(dag_run.run_id)[("batch", -1, "return_value")]
     assert [r["prompt"] for r in results] == [f"retry image {i}" for i in range(4)]
     assert emulator.stats()["creates_accepted"] == 4, "creates == images requested across all tries"
+
+
+@pytest.mark.parametrize("deferrable", [True, False], ids=["deferrable", "blocking"])
+def test_content_pipeline(run_example: Any, emulator: EmulatorServer, tmp_path: Path, deferrable: bool) -> None:
+    module, values, _ = run_example("example_kontext_content_pipeline", deferrable=deferrable)
+    shots = values[("product_shots", -1, "return_value")]
+    staged = values[("staged_shots", -1, "return_value")]
+    prompts = [r["prompt"] for r in values[("read_prompts", -1, "return_value")]]
+    assert [r["prompt"] for r in shots] == prompts
+    assert len(staged) == 2
+    for result in [*shots, *staged]:
+        stored = Path(result["stored_path"].removeprefix("file://"))
+        assert stored.is_file()
+        assert tmp_path in stored.parents
+        assert_image(str(stored), "PNG" if result in shots else "JPEG")
+    for original, edit in zip(shots, staged, strict=False):
+        before = Image.open(original["stored_path"].removeprefix("file://")).convert("RGB")
+        after = Image.open(edit["stored_path"].removeprefix("file://")).convert("RGB").resize(before.size)
+        assert list(before.getdata()) != list(after.getdata())
+    stats = emulator.stats()
+    assert stats["creates_accepted"] == len(prompts) + 2, "one create per image, no more"
+    assert stats["uploads"] == 2, "the edits upload the stored files"
+    assert stats["creates_rejected_rate_limit"] == 0
+    assert values[("product_shots", -1, "kontext_task_ids")] == [r["kie_task_id"] for r in shots]
+    from airflow.models.asset import AssetEvent
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        events = session.query(AssetEvent).all()
+        extras = {event.asset.uri: event.extra for event in events if event.source_task_id}
+    assert extras[module.PRODUCT_SHOTS.uri]["kontext_images"] == [r["stored_path"] for r in shots]
+    assert extras[module.STAGED_SHOTS.uri]["kontext_images"] == [r["stored_path"] for r in staged]

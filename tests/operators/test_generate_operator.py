@@ -25,6 +25,11 @@ from tests.conftest import requests_to
 
 
 class FakeTI:
+    dag_id = "kontext_dag"
+    run_id = "manual__2026-11-21T10:00:00+00:00"
+    task_id = "generate"
+    map_index = -1
+
     def __init__(self) -> None:
         self.xcom: dict[str, Any] = {}
 
@@ -79,7 +84,16 @@ def test_static_values_are_validated_at_construction(kwargs: dict[str, Any], fie
 
 def test_templated_values_wait_for_rendering() -> None:
     op = operator(prompt="{{ params.p }}", aspect_ratio="{{ params.ar }}", model="{{ params.m }}")
-    assert set(op.template_fields) == {"prompt", "input_image", "aspect_ratio", "model", "callback_url", "watermark"}
+    assert set(op.template_fields) == {
+        "prompt",
+        "input_image",
+        "aspect_ratio",
+        "model",
+        "callback_url",
+        "watermark",
+        "output_path",
+        "output_file_name",
+    }
     op.prompt = "   "  # what an empty template renders to
     with pytest.raises(exc.KontextValidationError, match="prompt"):
         op.build_request()
