@@ -94,7 +94,7 @@ class KontextBatchGenerateOperator(BaseOperator):
         self.output_path = output_path
         self.output_file_name = output_file_name
         self.max_image_bytes = max_image_bytes
-        check_output_path(output_path)
+        check_output_path(output_path, output_file_name)
         self.kontext_conn_id = kontext_conn_id
         self.wait_for_completion = wait_for_completion
         self.deferrable = deferrable
@@ -119,7 +119,7 @@ class KontextBatchGenerateOperator(BaseOperator):
 
     def execute(self, context: Context) -> Any:
         validate_items(self.requests)  # every item, before any request
-        check_output_path(self.output_path)
+        check_output_path(self.output_path, self.output_file_name)
         hook = self.hook
         if self.min_credits is not None:
             hook.ensure_credits(self.min_credits)

@@ -143,7 +143,7 @@ class KontextGenerateOperator(BaseOperator):
         self.output_path = output_path
         self.output_file_name = output_file_name
         self.max_image_bytes = max_image_bytes
-        check_output_path(output_path)
+        check_output_path(output_path, output_file_name)
         PollSchedule(interval=poll_interval)  # a bad interval fails at parse time, not mid-run
         if timeout <= 0:
             raise ValueError("timeout must be positive")
@@ -181,7 +181,7 @@ class KontextGenerateOperator(BaseOperator):
 
     def execute(self, context: Context) -> Any:
         self.build_request()
-        check_output_path(self.output_path)
+        check_output_path(self.output_path, self.output_file_name)
         hook = self.hook
         if self.min_credits is not None:
             hook.ensure_credits(self.min_credits)

@@ -169,9 +169,31 @@ def store_images(
     return stored
 
 
-def check_output_path(output_path: Any) -> None:
-    """Refuse an unusable ``output_path`` before anything is sent (templates wait for rendering)."""
-    if output_path is not None and not (isinstance(output_path, str) and "{{" in output_path):
-        from airflow_provider_kontext.storage import resolve_output_path
+def check_output_path(output_path: Any, file_name: Any = None) -> None:
+    """
+    Refuse an unusable ``output_path`` or file-name template before anything is sent.
 
-        resolve_output_path(output_path)
+    A template that escapes ``output_path`` must fail now, not after kie has been paid for the
+    image. Values with unrendered Jinja wait for rendering.
+    """
+    if output_path is None or _unrendered(output_path):
+        return
+    from airflow_provider_kontext.storage import image_file_name, resolve_output_path
+
+    resolve_output_path(output_path)
+    if not _unrendered(file_name):
+        for index in (None, 0):  # the single-image and the batch form of the default
+            image_file_name(
+                file_name,
+                dag_id="dag",
+                run_id="run",
+                task_id="task",
+                map_index=-1,
+                kie_task_id="task0",
+                ext="png",
+                index=index,
+            )
+
+
+def _unrendered(value: Any) -> bool:
+    return isinstance(value, str) and ("{{" in value or "{%" in value)

@@ -75,7 +75,7 @@ class KontextTaskSensor(BaseSensorOperator):
         self.output_path = output_path
         self.output_file_name = output_file_name
         self.max_image_bytes = max_image_bytes
-        check_output_path(output_path)
+        check_output_path(output_path, output_file_name)
         self._waiter: TaskWaiter | None = None
 
     @property
@@ -94,7 +94,7 @@ class KontextTaskSensor(BaseSensorOperator):
         return not isinstance(self.kontext_task_ids, str)
 
     def execute(self, context: Context) -> Any:
-        check_output_path(self.output_path)
+        check_output_path(self.output_path, self.output_file_name)
         if not self.deferrable:
             return super().execute(context)
         result = wait_for(
