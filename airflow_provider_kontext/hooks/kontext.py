@@ -28,6 +28,7 @@ from airflow_provider_kontext.exceptions import (
     KontextDownloadError,
     KontextError,
     KontextInsufficientCreditsError,
+    KontextRateLimitError,
     KontextServerError,
     KontextValidationError,
 )
@@ -46,6 +47,7 @@ from airflow_provider_kontext.protocol.envelope import (
     parse_download_url_response,
     parse_generate_response,
     parse_record_info_response,
+    parse_retry_after,
     parse_upload_response,
     record_info_request,
     transport_error,
@@ -361,6 +363,12 @@ class KontextHook(BaseHook):
             status = response.status_code
             if status in (401, 403, 404, 410) and not via_download_url:
                 raise _RefusedFetch(status)
+            if status == 429:
+                raise KontextRateLimitError(
+                    f"Fetching {url} was rate limited (HTTP 429).",
+                    http_status=status,
+                    retry_after=parse_retry_after(response.headers.get("Retry-After")),
+                )
             if status >= 500:
                 raise KontextServerError(f"Fetching {url} failed with HTTP {status}.", http_status=status)
             if status != 200:

@@ -1,0 +1,198 @@
+"""The fault matrix: every endpoint the provider calls x every fault the emulator can inject.
+
+Each cell asserts the defined outcome — retried then succeeded, or a typed error whose message
+names the cause — and the emulator's create count: never two tasks for one image.
+"""
+
+from __future__ import annotations
+
+import io
+import socket
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from airflow_provider_kontext import exceptions as exc
+from airflow_provider_kontext.emulator import EmulatorServer
+from airflow_provider_kontext.hooks.kontext import KontextHook
+from tests.conftest import connection_json, requests_to
+
+# A short read timeout so "slow" faults time out quickly; the fault delay exceeds it.
+READ_TIMEOUT = 0.5
+SLOW = {"kind": "slow", "delay": 1.2}
+
+FAULTS: dict[str, dict[str, Any]] = {
+    **{f"code {code}": {"kind": "code", "code": code} for code in (401, 402, 404, 422, 429, 455, 500, 501, 505)},
+    "http 429 + Retry-After": {"kind": "http", "status": 429, "retry_after": 0},
+    "http 429 no Retry-After": {"kind": "http", "status": 429},
+    **{f"http {status}": {"kind": "http", "status": status} for status in (500, 502, 503, 504)},
+    "malformed json": {"kind": "malformed_json"},
+    "html error page": {"kind": "html"},
+    "empty body": {"kind": "empty_body"},
+    "dropped before answer": {"kind": "drop"},
+    "read timeout": SLOW,
+}
+
+RETRIED = "retried, then succeeded"
+PERMANENT_READ_ERRORS: dict[str, type[Exception]] = {
+    "code 401": exc.KontextAuthError,
+    "code 402": exc.KontextInsufficientCreditsError,
+    "code 404": exc.KontextNotFoundError,
+    "code 422": exc.KontextValidationError,
+    "code 501": exc.KontextGenerationFailedError,
+    "code 505": exc.KontextFeatureDisabledError,
+}
+
+
+def create_outcome(fault: str) -> tuple[Any, int]:
+    """(expected result, tasks kie created) for a fault on the billed create."""
+    if fault in ("code 429", "code 455", "http 429 + Retry-After", "http 429 no Retry-After"):
+        return RETRIED, 1  # kie dropped the request: safe to resend
+    if fault in PERMANENT_READ_ERRORS:
+        return PERMANENT_READ_ERRORS[fault], 0  # kie refused: nothing created
+    # 5xx, unreadable answers, a dropped connection, a read timeout: kie may have created it.
+    return exc.KontextSubmissionOutcomeUnknownError, 1 if fault == "read timeout" else 0
+
+
+PENDING = "read as a task not persisted yet"
+
+
+def read_outcome(endpoint: str, fault: str) -> Any:
+    if endpoint == "status" and fault == "code 422":
+        return PENDING  # kie's "recordInfo is null" quirk: code 422 on record-info means "not yet"
+    return PERMANENT_READ_ERRORS.get(fault, RETRIED)
+
+
+Call = Callable[[KontextHook, dict[str, Any]], Any]
+
+
+def _status(hook: KontextHook, ctx: dict[str, Any]) -> Any:
+    return hook.get_task(ctx["task_id"])
+
+
+def _credits(hook: KontextHook, ctx: dict[str, Any]) -> Any:
+    return hook.get_credits()
+
+
+def _download_url(hook: KontextHook, ctx: dict[str, Any]) -> Any:
+    return hook.get_download_url(ctx["result_url"])
+
+
+def _upload(hook: KontextHook, ctx: dict[str, Any]) -> Any:
+    return hook.upload_file(ctx["image_path"])
+
+
+READS: dict[str, tuple[str, Call]] = {
+    "status": ("record-info", _status),
+    "credits": ("credit", _credits),
+    "download-url": ("download-url", _download_url),
+    "upload": ("upload-base64", _upload),
+}
+
+
+@pytest.fixture
+def ready(emulator: EmulatorServer, monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> dict[str, Any]:
+    """A finished task, its result URL, a small image on disk, and a hook with a short read timeout."""
+    emulator.configure(generation_seconds=0.2, record_info_null_seconds=0.0)
+    hook = KontextHook()
+    task_id = hook.create_task("matrix fixture", output_format="png")
+    record = hook.wait_for_task(task_id, poll_interval=0.05, timeout=30)
+    buffer = io.BytesIO()
+    hook.download_image(record.result_image_url or "", buffer)
+    image = tmp_path / "in.png"
+    image.write_bytes(buffer.getvalue())
+    monkeypatch.setenv("AIRFLOW_CONN_KONTEXT_DEFAULT", connection_json(emulator.base_url, read_timeout=READ_TIMEOUT))
+    return {"task_id": task_id, "result_url": record.result_image_url, "image_path": str(image)}
+
+
+def created(emulator: EmulatorServer) -> int:
+    return int(emulator.stats()["creates_accepted"])
+
+
+@pytest.mark.parametrize("fault", list(FAULTS))
+def test_create(ready: dict[str, Any], emulator: EmulatorServer, fault: str) -> None:
+    before = created(emulator)
+    sent_before = requests_to(emulator, "generate")
+    expected, new_tasks = create_outcome(fault)
+    emulator.inject_fault("generate", count=1, **FAULTS[fault])
+    if expected is RETRIED:
+        assert KontextHook().create_task("a matrix image")
+        assert requests_to(emulator, "generate") - sent_before == 2
+    else:
+        with pytest.raises(expected) as raised:
+            KontextHook().create_task("a matrix image")
+        assert requests_to(emulator, "generate") - sent_before == 1, "never resent"
+        assert str(raised.value)
+    assert created(emulator) - before == new_tasks
+    assert created(emulator) - before <= 1, "never two tasks for one image"
+
+
+@pytest.mark.parametrize("fault", list(FAULTS))
+@pytest.mark.parametrize("endpoint", list(READS))
+def test_reads(ready: dict[str, Any], emulator: EmulatorServer, endpoint: str, fault: str) -> None:
+    name, call = READS[endpoint]
+    before_requests = requests_to(emulator, name)
+    before_creates = created(emulator)
+    emulator.inject_fault(name, count=1, **FAULTS[fault])
+    expected = read_outcome(endpoint, fault)
+    if expected is PENDING:
+        assert call(KontextHook(), ready).status.value == "PENDING"
+    elif expected is RETRIED:
+        call(KontextHook(), ready)
+        assert requests_to(emulator, name) - before_requests == 2
+    else:
+        with pytest.raises(expected) as raised:
+            call(KontextHook(), ready)
+        assert requests_to(emulator, name) - before_requests == 1, "permanent errors are not retried"
+        if endpoint == "status":
+            assert ready["task_id"] in str(raised.value), "the message names the kie task"
+    assert created(emulator) == before_creates, "reads create nothing"
+
+
+FILE_FAULTS: dict[str, tuple[dict[str, Any], Any]] = {
+    "http 429": ({"kind": "http", "status": 429, "retry_after": 0}, RETRIED),
+    **{f"http {s}": ({"kind": "http", "status": s}, RETRIED) for s in (500, 502, 503, 504)},
+    "html error page": ({"kind": "html"}, RETRIED),
+    "dropped before answer": ({"kind": "drop"}, RETRIED),
+    "read timeout": (SLOW, RETRIED),
+    "refused by storage (403)": ({"kind": "forbidden"}, "download-url fallback"),
+    "empty body": ({"kind": "empty_body"}, exc.KontextDownloadError),
+}
+
+
+@pytest.mark.parametrize("fault", list(FILE_FAULTS))
+def test_result_download(ready: dict[str, Any], emulator: EmulatorServer, fault: str) -> None:
+    spec, expected = FILE_FAULTS[fault]
+    reference = io.BytesIO()
+    KontextHook().download_image(ready["result_url"], reference)
+    emulator.inject_fault("file", count=1, **spec)
+    buffer = io.BytesIO()
+    if expected is exc.KontextDownloadError:
+        with pytest.raises(exc.KontextDownloadError):
+            KontextHook().download_image(ready["result_url"], buffer)
+        return
+    image = KontextHook().download_image(ready["result_url"], buffer)
+    assert buffer.getvalue() == reference.getvalue()
+    assert image.via_download_url is (expected == "download-url fallback")
+    assert emulator.stats()["file_requests_with_auth"] == 0
+
+
+def _closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.mark.parametrize("endpoint", ["create", *READS])
+def test_connection_refused(monkeypatch: pytest.MonkeyPatch, tmp_path: Any, endpoint: str) -> None:
+    url = f"http://127.0.0.1:{_closed_port()}"
+    monkeypatch.setenv("AIRFLOW_CONN_KONTEXT_DEFAULT", connection_json(url, max_attempts=2))
+    hook = KontextHook()
+    image = tmp_path / "in.png"
+    image.write_bytes(b"\x89PNG\r\n\x1a\n" + b"0" * 64)
+    ctx = {"task_id": "t1", "result_url": f"{url}/files/results/t1.png", "image_path": str(image)}
+    call: Call = (lambda h, _: h.create_task("x")) if endpoint == "create" else READS[endpoint][1]
+    with pytest.raises(exc.KontextTransportError) as raised:
+        call(hook, ctx)
+    assert raised.value.request_sent is False, "a refused connection provably sent nothing"
