@@ -10,20 +10,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from airflow.providers.common.compat.sdk import BaseOperator, conf
-
-from airflow_provider_kontext.links import KontextImageLink
-from airflow_provider_kontext.operators.ledger import submit_once
+from airflow_provider_kontext.operators.base import KontextSubmitOperator
 from airflow_provider_kontext.operators.prepare import validate_items
-from airflow_provider_kontext.operators.waiting import check_output_path, finish_wait, wait_budget, wait_for
-from airflow_provider_kontext.protocol.polling import (
-    DEFAULT_POLL_INTERVAL_SECONDS,
-    DEFAULT_TIMEOUT_SECONDS,
-    PollSchedule,
-    WaitResult,
-)
 from airflow_provider_kontext.protocol.ratelimit import KIE_CREATES_PER_WINDOW, KIE_WINDOW_SECONDS, CreateRateLimiter
-from airflow_provider_kontext.protocol.settings import DEFAULT_MAX_IMAGE_BYTES
 from airflow_provider_kontext.results import TASK_IDS_KEY
 
 if TYPE_CHECKING:
@@ -31,10 +20,12 @@ if TYPE_CHECKING:
 
     from airflow.providers.common.compat.sdk import Context
 
-    from airflow_provider_kontext.hooks.kontext import KontextHook
+    from airflow_provider_kontext.protocol.polling import (
+        WaitResult,
+    )
 
 
-class KontextBatchGenerateOperator(BaseOperator):
+class KontextBatchGenerateOperator(KontextSubmitOperator):
     """
     Generate or edit many images in one task: validate all, submit paced, wait on one trigger.
 
@@ -68,96 +59,38 @@ class KontextBatchGenerateOperator(BaseOperator):
 
     template_fields: Sequence[str] = ("requests", "output_path", "output_file_name")
     template_fields_renderers = {"requests": "json"}
-    operator_extra_links = (KontextImageLink(),)
-    ui_color = "#e8d5ff"
 
     def __init__(
         self,
         *,
         requests: list[dict[str, Any]],
-        kontext_conn_id: str = "kontext_default",
-        wait_for_completion: bool = True,
-        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
-        poll_interval: float = DEFAULT_POLL_INTERVAL_SECONDS,
-        timeout: float = DEFAULT_TIMEOUT_SECONDS,
         fail_on_any_failure: bool = True,
         max_creates_per_window: int = KIE_CREATES_PER_WINDOW,
         rate_window_seconds: float = KIE_WINDOW_SECONDS,
-        min_credits: float | None = None,
-        output_path: Any = None,
-        output_file_name: str | None = None,
-        max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
         self.requests = requests
-        self.output_path = output_path
-        self.output_file_name = output_file_name
-        self.max_image_bytes = max_image_bytes
-        check_output_path(output_path, output_file_name)
-        self.kontext_conn_id = kontext_conn_id
-        self.wait_for_completion = wait_for_completion
-        self.deferrable = deferrable
-        self.poll_interval = poll_interval
-        self.timeout = timeout
         self.fail_on_any_failure = fail_on_any_failure
         self.max_creates_per_window = max_creates_per_window
         self.rate_window_seconds = rate_window_seconds
-        self.min_credits = min_credits
-        PollSchedule(interval=poll_interval)
         CreateRateLimiter(max_creates_per_window, rate_window_seconds)
-        if timeout <= 0:
-            raise ValueError("timeout must be positive")
         if isinstance(requests, list) and not any(_has_template(item) for item in requests):
             validate_items(requests)  # static batches fail at parse time, not mid-run
 
-    @property
-    def hook(self) -> KontextHook:
-        from airflow_provider_kontext.hooks.kontext import KontextHook
-
-        return KontextHook(kontext_conn_id=self.kontext_conn_id)
-
     def execute(self, context: Context) -> Any:
         validate_items(self.requests)  # every item, before any request
-        check_output_path(self.output_path, self.output_file_name)
-        hook = self.hook
-        if self.min_credits is not None:
-            hook.ensure_credits(self.min_credits)
         ti = context["ti"]
-        ids = submit_once(
+        return self.submit_and_wait(
             context,
-            hook,
             self.requests,
             limiter=CreateRateLimiter(self.max_creates_per_window, self.rate_window_seconds),
             on_progress=lambda ids_so_far: ti.xcom_push(key=TASK_IDS_KEY, value=ids_so_far),
         )
-        self.log.info("Created %d kie task(s).", len(ids))
-        if not self.wait_for_completion:
-            return ids
-        result = wait_for(
-            self,
-            hook,
-            ids,
-            kontext_conn_id=self.kontext_conn_id,
-            deferrable=self.deferrable,
-            poll_interval=self.poll_interval,
-            budget=wait_budget(self.timeout, self.execution_timeout),
-        )
-        return self._finish(context, result)
 
-    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
-        """Resume after the trigger: validate its event, then succeed or raise the typed error."""
-        return self._finish(context, WaitResult.from_event(event))
-
-    def _finish(self, context: Context, result: WaitResult) -> list[dict[str, Any]]:
-        records = finish_wait(
-            self,
-            context,
-            result,
-            allow_failed_tasks=not self.fail_on_any_failure,
-            output_path=self.output_path,
-            output_file_name=self.output_file_name,
-            max_image_bytes=self.max_image_bytes,
+    def finish(self, context: Context, result: WaitResult) -> list[dict[str, Any]]:
+        records: list[dict[str, Any]] = self.finish_records(
+            context, result, allow_failed_tasks=not self.fail_on_any_failure
         )
         if self.min_credits is not None:
             try:

@@ -9,20 +9,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Final
 
-from airflow.providers.common.compat.sdk import BaseOperator, conf
-
-from airflow_provider_kontext.links import KontextImageLink
-from airflow_provider_kontext.operators.ledger import submit_once
+from airflow_provider_kontext.operators.base import KontextSubmitOperator
 from airflow_provider_kontext.operators.prepare import validate_item
-from airflow_provider_kontext.operators.waiting import check_output_path, finish_wait, wait_budget, wait_for
-from airflow_provider_kontext.protocol.polling import (
-    DEFAULT_POLL_INTERVAL_SECONDS,
-    DEFAULT_TIMEOUT_SECONDS,
-    PollSchedule,
-    WaitResult,
-)
 from airflow_provider_kontext.protocol.request import OPTIONAL_FIELDS
-from airflow_provider_kontext.protocol.settings import DEFAULT_MAX_IMAGE_BYTES
 from airflow_provider_kontext.results import TASK_ID_KEY
 
 if TYPE_CHECKING:
@@ -30,7 +19,7 @@ if TYPE_CHECKING:
 
     from airflow.providers.common.compat.sdk import Context
 
-    from airflow_provider_kontext.hooks.kontext import KontextHook
+    from airflow_provider_kontext.protocol.polling import WaitResult
     from airflow_provider_kontext.protocol.request import GenerateRequest
 
 #: Stand-ins used to validate the static fields while a templated one is still unrendered.
@@ -42,7 +31,7 @@ _TEMPLATE_PLACEHOLDERS: Final[dict[str, Any]] = {
 }
 
 
-class KontextGenerateOperator(BaseOperator):
+class KontextGenerateOperator(KontextSubmitOperator):
     """
     Generate an image with Flux Kontext, or edit one (``input_image``), and return its result.
 
@@ -94,8 +83,6 @@ class KontextGenerateOperator(BaseOperator):
         "output_path",
         "output_file_name",
     )
-    operator_extra_links = (KontextImageLink(),)
-    ui_color = "#e8d5ff"
 
     def __init__(
         self,
@@ -111,15 +98,6 @@ class KontextGenerateOperator(BaseOperator):
         callback_url: str | None = None,
         watermark: str | None = None,
         safety_tolerance: int | None = None,
-        kontext_conn_id: str = "kontext_default",
-        wait_for_completion: bool = True,
-        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
-        poll_interval: float = DEFAULT_POLL_INTERVAL_SECONDS,
-        timeout: float = DEFAULT_TIMEOUT_SECONDS,
-        min_credits: float | None = None,
-        output_path: Any = None,
-        output_file_name: str | None = None,
-        max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -134,19 +112,6 @@ class KontextGenerateOperator(BaseOperator):
         self.callback_url = callback_url
         self.watermark = watermark
         self.safety_tolerance = safety_tolerance
-        self.kontext_conn_id = kontext_conn_id
-        self.wait_for_completion = wait_for_completion
-        self.deferrable = deferrable
-        self.poll_interval = poll_interval
-        self.timeout = timeout
-        self.min_credits = min_credits
-        self.output_path = output_path
-        self.output_file_name = output_file_name
-        self.max_image_bytes = max_image_bytes
-        check_output_path(output_path, output_file_name)
-        PollSchedule(interval=poll_interval)  # a bad interval fails at parse time, not mid-run
-        if timeout <= 0:
-            raise ValueError("timeout must be positive")
         validate_item(self._fields_for_static_check())
 
     # ------------------------------------------------------------------ request
@@ -173,53 +138,18 @@ class KontextGenerateOperator(BaseOperator):
 
     # ------------------------------------------------------------------ execution
 
-    @property
-    def hook(self) -> KontextHook:
-        from airflow_provider_kontext.hooks.kontext import KontextHook
-
-        return KontextHook(kontext_conn_id=self.kontext_conn_id)
-
     def execute(self, context: Context) -> Any:
         self.build_request()
-        check_output_path(self.output_path, self.output_file_name)
-        hook = self.hook
-        if self.min_credits is not None:
-            hook.ensure_credits(self.min_credits)
-        (kie_task_id,) = submit_once(
+        ti = context["ti"]
+        outcome = self.submit_and_wait(
             context,
-            hook,
             [self._fields()],
-            on_progress=lambda ids: context["ti"].xcom_push(key=TASK_ID_KEY, value=ids[0]),
+            on_progress=lambda ids: ti.xcom_push(key=TASK_ID_KEY, value=ids[0]),
         )
-        if not self.wait_for_completion:
-            if self.deferrable:
-                self.log.warning("deferrable has no effect with wait_for_completion=False.")
-            return kie_task_id
+        return outcome[0] if not self.wait_for_completion else outcome
 
-        result = wait_for(
-            self,
-            hook,
-            [kie_task_id],
-            kontext_conn_id=self.kontext_conn_id,
-            deferrable=self.deferrable,
-            poll_interval=self.poll_interval,
-            budget=wait_budget(self.timeout, self.execution_timeout),
-        )
-        return self._finish(context, result)
-
-    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
-        """Resume after the trigger: validate its event, then succeed or raise the typed error."""
-        return self._finish(context, WaitResult.from_event(event))
-
-    def _finish(self, context: Context, result: WaitResult) -> dict[str, Any]:
-        return finish_wait(
-            self,
-            context,
-            result,
-            output_path=self.output_path,
-            output_file_name=self.output_file_name,
-            max_image_bytes=self.max_image_bytes,
-        )[0]
+    def finish(self, context: Context, result: WaitResult) -> dict[str, Any]:
+        return self.finish_records(context, result)[0]
 
 
 def _is_unrendered(value: Any) -> bool:

@@ -1,0 +1,145 @@
+"""What the generate and batch operators share: connection, credit guard, submit, wait, store.
+
+Both create kie tasks on the worker (once, re-attaching on Airflow retries), then wait for them
+in the same way and finish in the same way; only how their items are described differs.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from airflow.providers.common.compat.sdk import BaseOperator, conf
+
+from airflow_provider_kontext.links import KontextImageLink
+from airflow_provider_kontext.operators.ledger import submit_once
+from airflow_provider_kontext.operators.waiting import check_output_path, finish_wait, wait_budget, wait_for
+from airflow_provider_kontext.protocol.polling import (
+    DEFAULT_POLL_INTERVAL_SECONDS,
+    DEFAULT_TIMEOUT_SECONDS,
+    PollSchedule,
+    WaitResult,
+)
+from airflow_provider_kontext.protocol.settings import DEFAULT_MAX_IMAGE_BYTES
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping, Sequence
+
+    from airflow.providers.common.compat.sdk import Context
+
+    from airflow_provider_kontext.hooks.kontext import KontextHook
+    from airflow_provider_kontext.protocol.ratelimit import CreateRateLimiter
+
+
+class KontextSubmitOperator(BaseOperator):
+    """
+    Base of the operators that create kie tasks. Not for direct use.
+
+    :param kontext_conn_id: The ``kontext`` Airflow connection.
+    :param wait_for_completion: Wait for the images (default) or return the kie task id(s) at once.
+    :param deferrable: Wait in the triggerer, freeing the worker slot. Defaults to
+        ``[operators] default_deferrable``.
+    :param poll_interval: Seconds between status checks.
+    :param timeout: Seconds to wait before failing with ``KontextTimeoutError`` (capped by
+        ``execution_timeout`` when that is shorter).
+    :param min_credits: Read the balance first and fail before any spend when it is lower.
+    :param output_path: Copy the images here when ready (kie deletes them after 14 days): an
+        ``ObjectStoragePath`` or a URI (``file:///data/images``, ``s3://bucket/prefix``,
+        ``s3://conn_id@bucket/prefix``). Templated. The stored URI is added to each result as
+        ``stored_path``; declared outlets get an Asset event listing the files.
+    :param output_file_name: ``str.format`` template for file names under ``output_path`` over
+        ``dag_id``, ``run_id``, ``task_id``, ``map_index``, ``kie_task_id``, ``ext`` (and
+        ``index`` in a batch). Templated.
+    :param max_image_bytes: Refuse result files larger than this.
+    """
+
+    operator_extra_links = (KontextImageLink(),)
+    ui_color = "#e8d5ff"
+
+    def __init__(
+        self,
+        *,
+        kontext_conn_id: str = "kontext_default",
+        wait_for_completion: bool = True,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        poll_interval: float = DEFAULT_POLL_INTERVAL_SECONDS,
+        timeout: float = DEFAULT_TIMEOUT_SECONDS,
+        min_credits: float | None = None,
+        output_path: Any = None,
+        output_file_name: str | None = None,
+        max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.kontext_conn_id = kontext_conn_id
+        self.wait_for_completion = wait_for_completion
+        self.deferrable = deferrable
+        self.poll_interval = poll_interval
+        self.timeout = timeout
+        self.min_credits = min_credits
+        self.output_path = output_path
+        self.output_file_name = output_file_name
+        self.max_image_bytes = max_image_bytes
+        PollSchedule(interval=poll_interval)  # a bad interval fails at parse time, not mid-run
+        if timeout <= 0:
+            raise ValueError("timeout must be positive")
+        check_output_path(output_path, output_file_name)
+
+    @property
+    def hook(self) -> KontextHook:
+        from airflow_provider_kontext.hooks.kontext import KontextHook
+
+        return KontextHook(kontext_conn_id=self.kontext_conn_id)
+
+    def submit_and_wait(
+        self,
+        context: Context,
+        items: Sequence[Mapping[str, Any]],
+        *,
+        limiter: CreateRateLimiter | None = None,
+        on_progress: Callable[[list[str | None]], None] | None = None,
+    ) -> Any:
+        """
+        Create what is missing, then wait: the ids with ``wait_for_completion=False``, else :meth:`finish`'s value.
+
+        ``items`` must already be validated: this is where money starts being spent.
+        """
+        check_output_path(self.output_path, self.output_file_name)
+        hook = self.hook
+        if self.min_credits is not None:
+            hook.ensure_credits(self.min_credits)
+        ids = submit_once(context, hook, items, limiter=limiter, on_progress=on_progress)
+        if not self.wait_for_completion:
+            if self.deferrable:
+                self.log.warning("deferrable has no effect with wait_for_completion=False.")
+            return ids
+        result = wait_for(
+            self,
+            hook,
+            ids,
+            kontext_conn_id=self.kontext_conn_id,
+            deferrable=self.deferrable,
+            poll_interval=self.poll_interval,
+            budget=wait_budget(self.timeout, self.execution_timeout),
+        )
+        return self.finish(context, result)
+
+    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
+        """Resume after the trigger: validate its event, then succeed or raise the typed error."""
+        return self.finish(context, WaitResult.from_event(event))
+
+    def finish(self, context: Context, result: WaitResult) -> Any:
+        """The return value of a finished wait; subclasses shape it."""
+        return self.finish_records(context, result)
+
+    def finish_records(
+        self, context: Context, result: WaitResult, *, allow_failed_tasks: bool = False
+    ) -> list[dict[str, Any]]:
+        return finish_wait(
+            self,
+            context,
+            result,
+            allow_failed_tasks=allow_failed_tasks,
+            output_path=self.output_path,
+            output_file_name=self.output_file_name,
+            max_image_bytes=self.max_image_bytes,
+        )
