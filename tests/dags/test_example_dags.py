@@ -20,7 +20,8 @@ from tests.conftest import API_KEY, EXAMPLES_DIR, TEST_DAGS_DIR
 
 pytestmark = pytest.mark.dagtest
 
-KONTEXT_TASK_TYPES = ("KontextGenerateOperator", "KontextTaskSensor")
+KONTEXT_TASK_TYPES = ("KontextGenerateOperator", "KontextTaskSensor", "KontextBatchGenerateOperator")
+HAS_TASK_STATE_STORE = importlib.util.find_spec("airflow.sdk._shared.state") is not None
 
 
 def load_example(name: str, folder: str = EXAMPLES_DIR) -> Any:
@@ -143,7 +144,10 @@ def test_airflow_retries_reattach_instead_of_paying_again(airflow_db: str, emula
     assert ti.try_number > 1, "the first try must have timed out for this test to mean anything"
     results = xcoms(dag_run.run_id)[("batch", -1, "return_value")]
     assert [r["prompt"] for r in results] == [f"retry image {i}" for i in range(4)]
-    assert emulator.stats()["creates_accepted"] == 4, "creates == images requested across all tries"
+    if HAS_TASK_STATE_STORE:
+        assert emulator.stats()["creates_accepted"] == 4, "creates == images requested across all tries"
+    else:  # documented: without the store (Airflow < 3.3) every retry creates, and pays, again
+        assert emulator.stats()["creates_accepted"] == 4 * ti.try_number
 
 
 @pytest.mark.parametrize("deferrable", [True, False], ids=["deferrable", "blocking"])
