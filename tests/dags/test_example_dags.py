@@ -106,6 +106,8 @@ def test_text_to_image(run_example: Any, emulator: EmulatorServer, deferrable: b
 
 @pytest.mark.parametrize("deferrable", [True, False], ids=["deferrable", "blocking"])
 def test_edit_with_sensor(run_example: Any, emulator: EmulatorServer, deferrable: bool) -> None:
+    # Long enough that each wait is still running when its task first checks, on any machine.
+    emulator.configure(generation_seconds=2.0)
     _, values, deferrals = run_example("example_kontext_edit_with_sensor", deferrable=deferrable)
     original = values[("original", -1, "return_value")]
     edit_id = values[("submit_edit", -1, "return_value")]
