@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import jinja2
 import pytest
 
 from airflow_provider_kontext.emulator import EmulatorServer
@@ -26,7 +27,7 @@ SINGLE: list[tuple[str, dict[str, Any], str]] = [
     ("whitespace prompt", {"prompt": " \n\t "}, "prompt"),
     (
         "prompt renders empty",
-        {"prompt": "{{ params.missing or '' }}".replace("{{ params.missing or '' }}", "")},
+        {"prompt": jinja2.Template("{{ params.get('subject', '') }}").render(params={})},
         "prompt",
     ),
     ("prompt not a string", {"prompt": 42}, "prompt"),
