@@ -297,9 +297,7 @@ class KontextHook(BaseHook):
             outcome = self.poll(waiter, clock=clock)
             if outcome is not None:
                 return outcome
-            done = len(waiter.kie_task_ids) - len(waiter.pending_ids())
-            failed = sum(1 for record in waiter.records if record.is_terminal and not record.succeeded)
-            self.log.info("kie tasks: %d/%d done, %d failed.", done, len(waiter.kie_task_ids), failed)
+            self.log.info("%s", waiter.progress())
 
     def wait_for_task(self, task_id: str, **kwargs: Any) -> TaskRecord:
         """Wait for one task and return its record, raising the typed error if it failed or timed out."""

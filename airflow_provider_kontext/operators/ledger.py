@@ -97,7 +97,7 @@ class SubmissionLedger:
             except KontextError as err:
                 log.warning("Could not check earlier kie task %s (%s); re-attaching to it.", task_id, err)
                 continue
-            if record.is_terminal and not record.succeeded:
+            if record.failed:
                 log.info("Earlier kie task %s ended %s; submitting request %d again.", task_id, record.status, index)
                 self.ids[index] = None
             else:

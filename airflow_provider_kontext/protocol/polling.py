@@ -193,7 +193,6 @@ class TaskWaiter:
         self._consecutive_failures = 0
         self._last_error: BaseException | None = None
         self._fatal: KontextError | None = None
-        self.polls = 0
 
     @property
     def kie_task_ids(self) -> list[str]:
@@ -207,12 +206,17 @@ class TaskWaiter:
         """Tasks still worth polling: not terminal yet."""
         return [task_id for task_id, record in self._records.items() if not record.is_terminal]
 
+    def progress(self) -> str:
+        """The progress line both waiting loops log, e.g. ``kie tasks: 37/100 done, 2 failed.``"""
+        done = len(self._records) - len(self.pending_ids())
+        failed = sum(1 for record in self._records.values() if record.failed)
+        return f"kie tasks: {done}/{len(self._records)} done, {failed} failed."
+
     def timed_out(self, now: float) -> bool:
         return self.end_time is not None and now >= self.end_time
 
     def on_record(self, record: TaskRecord, *, now: float) -> None:
         """Feed one successful poll."""
-        self.polls += 1
         self._consecutive_failures = 0
         task_id = record.kie_task_id
         if task_id not in self._records:
@@ -235,7 +239,6 @@ class TaskWaiter:
 
     def on_error(self, error: BaseException, *, task_id: str | None = None, now: float) -> None:
         """Feed one failed poll: transient errors are tolerated up to a limit, permanent ones end the wait."""
-        self.polls += 1
         self._last_error = error
         if not is_retryable(Endpoint.RECORD_INFO, error):
             self._fatal = (

@@ -83,6 +83,11 @@ class TaskRecord:
         return self.status.is_terminal
 
     @property
+    def failed(self) -> bool:
+        """Terminal without an image to fetch."""
+        return self.is_terminal and not self.succeeded
+
+    @property
     def succeeded(self) -> bool:
         """Success in the sense that matters: an image exists to fetch."""
         return self.status is TaskStatus.SUCCESS and bool(self.result_image_url)

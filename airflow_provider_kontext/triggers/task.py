@@ -93,8 +93,7 @@ class KontextTaskTrigger(BaseTrigger):
     async def _wait(self, waiter: TaskWaiter) -> WaitResult:
         settings = await AsyncKontextClient.settings_for_connection(self.kontext_conn_id)
         schedule = PollSchedule(interval=self.poll_interval)
-        total = len(self.kie_task_ids)
-        done_before = 0
+        last_progress = waiter.progress()
         async with shared_client(settings) as client:
             while True:
                 if waiter.timed_out(time.time()):
@@ -102,11 +101,10 @@ class KontextTaskTrigger(BaseTrigger):
                 outcome = await client.poll(waiter)
                 if outcome is not None:
                     return outcome
-                done = total - len(waiter.pending_ids())
-                if done != done_before:
-                    failed = sum(1 for record in waiter.records if record.is_terminal and not record.succeeded)
-                    self.log.info("kie tasks: %d/%d done, %d failed.", done, total, failed)
-                    done_before = done
+                progress = waiter.progress()
+                if progress != last_progress:  # log changes only: a triggerer may hold thousands
+                    self.log.info("%s", progress)
+                    last_progress = progress
                 await asyncio.sleep(schedule.delay(1, now=time.time(), end_time=self.end_time))
 
     async def on_kill(self) -> None:
