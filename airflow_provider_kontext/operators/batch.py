@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_kontext.operators.base import KontextSubmitOperator
-from airflow_provider_kontext.operators.prepare import validate_items
+from airflow_provider_kontext.operators.prepare import contains_unrendered, validate_items
 from airflow_provider_kontext.protocol.ratelimit import KIE_CREATES_PER_WINDOW, KIE_WINDOW_SECONDS, CreateRateLimiter
 from airflow_provider_kontext.results import TASK_IDS_KEY
 
@@ -75,7 +75,7 @@ class KontextBatchGenerateOperator(KontextSubmitOperator):
         self.max_creates_per_window = max_creates_per_window
         self.rate_window_seconds = rate_window_seconds
         CreateRateLimiter(max_creates_per_window, rate_window_seconds)
-        if isinstance(requests, list) and not any(_has_template(item) for item in requests):
+        if isinstance(requests, list) and not contains_unrendered(requests):
             validate_items(requests)  # static batches fail at parse time, not mid-run
 
     def execute(self, context: Context) -> Any:
@@ -98,13 +98,3 @@ class KontextBatchGenerateOperator(KontextSubmitOperator):
             except Exception as err:  # the images are done; a balance read must not fail them
                 self.log.warning("Could not read the kie balance after the batch: %s", err)
         return records
-
-
-def _has_template(value: Any) -> bool:
-    if isinstance(value, str):
-        return "{{" in value or "{%" in value
-    if isinstance(value, dict):
-        return any(_has_template(v) for v in value.values())
-    if isinstance(value, (list, tuple)):
-        return any(_has_template(v) for v in value)
-    return value is not None and not isinstance(value, (bool, int, float))

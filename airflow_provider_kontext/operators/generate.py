@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, Final
 
 from airflow_provider_kontext.operators.base import KontextSubmitOperator
-from airflow_provider_kontext.operators.prepare import validate_item
+from airflow_provider_kontext.operators.prepare import is_unrendered, validate_item
 from airflow_provider_kontext.protocol.request import OPTIONAL_FIELDS
 from airflow_provider_kontext.results import TASK_ID_KEY
 
@@ -123,7 +123,7 @@ class KontextGenerateOperator(KontextSubmitOperator):
         """The fields with not-yet-rendered templates swapped for neutral stand-ins."""
         fields = self._fields()
         for name in fields:
-            if name in self.template_fields and _is_unrendered(fields[name]):
+            if name in self.template_fields and is_unrendered(fields[name]):
                 fields[name] = _TEMPLATE_PLACEHOLDERS.get(name)
         return fields
 
@@ -150,10 +150,3 @@ class KontextGenerateOperator(KontextSubmitOperator):
 
     def finish(self, context: Context, result: WaitResult) -> dict[str, Any]:
         return self.finish_records(context, result)[0]
-
-
-def _is_unrendered(value: Any) -> bool:
-    """A Jinja string or a lazy value (XComArg, ...) that only rendering will resolve."""
-    if isinstance(value, str):
-        return "{{" in value or "{%" in value
-    return value is not None and not isinstance(value, (bool, int, float))

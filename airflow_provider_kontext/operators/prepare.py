@@ -26,6 +26,27 @@ if TYPE_CHECKING:
 UPLOAD_PLACEHOLDER: Final = "https://upload.invalid/input-image"
 
 
+def has_jinja(value: Any) -> bool:
+    """A string that still holds Jinja markup: only template rendering can tell its value."""
+    return isinstance(value, str) and ("{{" in value or "{%" in value)
+
+
+def is_unrendered(value: Any) -> bool:
+    """A Jinja string or a lazy value (XComArg, ...) that only rendering will resolve."""
+    if isinstance(value, str):
+        return has_jinja(value)
+    return value is not None and not isinstance(value, (bool, int, float))
+
+
+def contains_unrendered(value: Any) -> bool:
+    """:func:`is_unrendered` anywhere inside nested dicts and lists (a batch's ``requests``)."""
+    if isinstance(value, dict):
+        return any(contains_unrendered(item) for item in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(contains_unrendered(item) for item in value)
+    return is_unrendered(value)
+
+
 def needs_upload(value: Any) -> bool:
     """An ``input_image`` that is set and is not already an http(s) URL."""
     if value is None:

@@ -14,6 +14,7 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Final
 
 from airflow_provider_kontext.exceptions import KontextError
+from airflow_provider_kontext.operators.prepare import has_jinja
 from airflow_provider_kontext.protocol.polling import TaskWaiter, WaitResult, WaitStatus
 from airflow_provider_kontext.protocol.record import TaskStatus
 from airflow_provider_kontext.protocol.settings import DEFAULT_MAX_IMAGE_BYTES
@@ -176,12 +177,12 @@ def check_output_path(output_path: Any, file_name: Any = None) -> None:
     A template that escapes ``output_path`` must fail now, not after kie has been paid for the
     image. Values with unrendered Jinja wait for rendering.
     """
-    if output_path is None or _unrendered(output_path):
+    if output_path is None or has_jinja(output_path):
         return
     from airflow_provider_kontext.storage import image_file_name, resolve_output_path
 
     resolve_output_path(output_path)
-    if not _unrendered(file_name):
+    if not has_jinja(file_name):
         for index in (None, 0):  # the single-image and the batch form of the default
             image_file_name(
                 file_name,
@@ -193,7 +194,3 @@ def check_output_path(output_path: Any, file_name: Any = None) -> None:
                 ext="png",
                 index=index,
             )
-
-
-def _unrendered(value: Any) -> bool:
-    return isinstance(value, str) and ("{{" in value or "{%" in value)
