@@ -1,0 +1,1 @@
+"""Benchmarks of airflow-provider-kontext against its peers and kie's limits (``bash benchmarks/run``)."""
