@@ -25,6 +25,8 @@ from requests.adapters import HTTPAdapter
 from urllib3.exceptions import NewConnectionError
 
 from airflow_provider_kontext.exceptions import (
+    KontextAuthError,
+    KontextConfigurationError,
     KontextDownloadError,
     KontextError,
     KontextInsufficientCreditsError,
@@ -75,6 +77,9 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 _CHUNK = 64 * 1024
+
+#: Create failures that every further create of the batch would hit as well: stop, do not go on.
+BATCH_FATAL_ERRORS: tuple[type[KontextError], ...] = (KontextAuthError, KontextConfigurationError)
 
 #: Folder prefix of uploads without an explicit ``upload_path``. Each upload gets its own
 #: ``<prefix>/<uuid4>`` folder because kie overwrites a file uploaded again under the same
@@ -206,6 +211,7 @@ class KontextHook(BaseHook):
         *,
         limiter: CreateRateLimiter | None = None,
         on_created: Callable[[list[str]], None] | None = None,
+        on_failed: Callable[[int, KontextError], None] | None = None,
         sleep: Callable[[float], None] = time.sleep,
     ) -> list[str]:
         """
@@ -213,8 +219,12 @@ class KontextHook(BaseHook):
 
         ``on_created`` sees the ids created so far after every create, so a caller can record
         them before the next one (a failure part-way leaves those tasks created and billed).
-        A failed create stops the batch and raises; the ids created before it are in the
-        error message.
+        Without ``on_failed`` a failed create stops the batch and raises; the ids created
+        before it are in the error message. With ``on_failed`` a create that failed on its
+        own (refused, rate limited past the retries, or with an unknown outcome, which is
+        never resent) is handed to it with its index and the batch goes on, so one bad
+        answer does not strand the images already paid for; only errors that every further
+        create would hit too (a bad key or connection) still stop it.
         """
         limiter = limiter or CreateRateLimiter()
         created: list[str] = []
@@ -226,6 +236,10 @@ class KontextHook(BaseHook):
             try:
                 created.append(self.submit(request))
             except KontextError as err:
+                if on_failed is not None and not isinstance(err, BATCH_FATAL_ERRORS):
+                    self.log.warning("Create %d of %d failed; the batch goes on: %s", index + 1, len(requests_), err)
+                    on_failed(index, err)
+                    continue
                 err.args = (
                     f"{err} (request {index + 1} of {len(requests_)}; {len(created)} task(s) created before it: "
                     f"{created})",

@@ -12,12 +12,19 @@ from airflow.providers.common.compat.sdk import BaseOperator, conf
 
 from airflow_provider_kontext.links import KontextImageLink
 from airflow_provider_kontext.operators.ledger import submit_once
-from airflow_provider_kontext.operators.waiting import check_output_path, finish_wait, wait_budget, wait_for
+from airflow_provider_kontext.operators.waiting import (
+    check_output_path,
+    finish_wait,
+    not_created_record,
+    wait_budget,
+    wait_for,
+)
 from airflow_provider_kontext.protocol.polling import (
     DEFAULT_POLL_INTERVAL_SECONDS,
     DEFAULT_TIMEOUT_SECONDS,
     PollSchedule,
     WaitResult,
+    WaitStatus,
 )
 from airflow_provider_kontext.protocol.settings import DEFAULT_MAX_IMAGE_BYTES
 
@@ -26,6 +33,7 @@ if TYPE_CHECKING:
 
     from airflow.providers.common.compat.sdk import Context
 
+    from airflow_provider_kontext.exceptions import KontextError
     from airflow_provider_kontext.hooks.kontext import KontextHook
     from airflow_provider_kontext.protocol.ratelimit import CreateRateLimiter
 
@@ -97,21 +105,33 @@ class KontextSubmitOperator(BaseOperator):
         *,
         limiter: CreateRateLimiter | None = None,
         on_progress: Callable[[list[str | None]], None] | None = None,
+        keep_going: bool = False,
     ) -> Any:
         """
         Create what is missing, then wait: the ids with ``wait_for_completion=False``, else :meth:`finish`'s value.
 
-        ``items`` must already be validated: this is where money starts being spent.
+        ``items`` must already be validated: this is where money starts being spent. With
+        ``keep_going`` a create that fails on its own does not stop the others: the item is
+        reported as ``NOT_CREATED`` with its typed error, and the images already paid for are
+        still waited for (across a deferral too, through the resume kwargs).
         """
         check_output_path(self.output_path, self.output_file_name)
         hook = self.hook
         if self.min_credits is not None:
             hook.ensure_credits(self.min_credits)
-        ids = submit_once(context, hook, items, limiter=limiter, on_progress=on_progress)
+        failures: dict[int, KontextError] | None = {} if keep_going else None
+        ids = submit_once(context, hook, items, limiter=limiter, on_progress=on_progress, failures=failures)
+        not_created = {str(index): not_created_record(items[index], err) for index, err in (failures or {}).items()}
         if not self.wait_for_completion:
             if self.deferrable:
                 self.log.warning("deferrable has no effect with wait_for_completion=False.")
+            if not_created:
+                created = iter(ids)
+                return [None if str(index) in not_created else next(created) for index in range(len(items))]
             return ids
+        if not ids:
+            nothing = WaitResult(WaitStatus.FAILED, (), f"None of the {len(items)} create(s) succeeded.")
+            return self.finish(context, nothing, not_created=not_created)
         result = wait_for(
             self,
             hook,
@@ -120,19 +140,27 @@ class KontextSubmitOperator(BaseOperator):
             deferrable=self.deferrable,
             poll_interval=self.poll_interval,
             budget=wait_budget(self.timeout, self.execution_timeout),
+            resume_kwargs={"not_created": not_created} if not_created else None,
         )
-        return self.finish(context, result)
+        return self.finish(context, result, not_created=not_created)
 
-    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
+    def execute_complete(
+        self, context: Context, event: dict[str, Any] | None = None, not_created: dict[str, Any] | None = None
+    ) -> Any:
         """Resume after the trigger: validate its event, then succeed or raise the typed error."""
-        return self.finish(context, WaitResult.from_event(event))
+        return self.finish(context, WaitResult.from_event(event), not_created=not_created)
 
-    def finish(self, context: Context, result: WaitResult) -> Any:
+    def finish(self, context: Context, result: WaitResult, *, not_created: Mapping[str, Any] | None = None) -> Any:
         """The return value of a finished wait; subclasses shape it."""
-        return self.finish_records(context, result)
+        return self.finish_records(context, result, not_created=not_created)
 
     def finish_records(
-        self, context: Context, result: WaitResult, *, allow_failed_tasks: bool = False
+        self,
+        context: Context,
+        result: WaitResult,
+        *,
+        allow_failed_tasks: bool = False,
+        not_created: Mapping[str, Any] | None = None,
     ) -> list[dict[str, Any]]:
         return finish_wait(
             self,
@@ -142,4 +170,5 @@ class KontextSubmitOperator(BaseOperator):
             output_path=self.output_path,
             output_file_name=self.output_file_name,
             max_image_bytes=self.max_image_bytes,
+            not_created=not_created,
         )

@@ -16,7 +16,7 @@ from airflow_provider_kontext.protocol.ratelimit import KIE_CREATES_PER_WINDOW, 
 from airflow_provider_kontext.results import TASK_IDS_KEY
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Mapping, Sequence
 
     from airflow.providers.common.compat.sdk import Context
 
@@ -86,11 +86,16 @@ class KontextBatchGenerateOperator(KontextSubmitOperator):
             self.requests,
             limiter=CreateRateLimiter(self.max_creates_per_window, self.rate_window_seconds),
             on_progress=lambda ids_so_far: ti.xcom_push(key=TASK_IDS_KEY, value=ids_so_far),
+            # Reporting per item means a refused or ambiguous create is one item's failure,
+            # not a reason to abandon the images already paid for.
+            keep_going=not self.fail_on_any_failure,
         )
 
-    def finish(self, context: Context, result: WaitResult) -> list[dict[str, Any]]:
+    def finish(
+        self, context: Context, result: WaitResult, *, not_created: Mapping[str, Any] | None = None
+    ) -> list[dict[str, Any]]:
         records: list[dict[str, Any]] = self.finish_records(
-            context, result, allow_failed_tasks=not self.fail_on_any_failure
+            context, result, allow_failed_tasks=not self.fail_on_any_failure, not_created=not_created
         )
         if self.min_credits is not None:
             try:

@@ -15,7 +15,7 @@ from airflow_provider_kontext.protocol.request import OPTIONAL_FIELDS
 from airflow_provider_kontext.results import TASK_ID_KEY
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Mapping, Sequence
 
     from airflow.providers.common.compat.sdk import Context
 
@@ -148,5 +148,7 @@ class KontextGenerateOperator(KontextSubmitOperator):
         )
         return outcome[0] if not self.wait_for_completion else outcome
 
-    def finish(self, context: Context, result: WaitResult) -> dict[str, Any]:
-        return self.finish_records(context, result)[0]
+    def finish(
+        self, context: Context, result: WaitResult, *, not_created: Mapping[str, Any] | None = None
+    ) -> dict[str, Any]:
+        return self.finish_records(context, result, not_created=not_created)[0]

@@ -117,13 +117,16 @@ def submit_once(
     *,
     limiter: CreateRateLimiter | None = None,
     on_progress: Callable[[list[str | None]], None] | None = None,
+    failures: dict[int, KontextError] | None = None,
 ) -> list[str]:
     """
     Create a kie task for every item that does not already have a usable one; return all ids in order.
 
     ``items`` are rendered generate fields, already validated (:mod:`.prepare`). Images to
     upload are uploaded only for the items actually created. ``on_progress`` sees the ids
-    (``None`` for not yet created) after every create.
+    (``None`` for not yet created) after every create. With ``failures`` given, an item whose
+    create failed is recorded there by its index in ``items`` and the others still go out
+    (see :meth:`KontextHook.submit_many`); the returned ids then skip those items.
     """
     ledger = SubmissionLedger(context, [fingerprint(item) for item in items])
     if ledger.load():
@@ -132,13 +135,21 @@ def submit_once(
     if todo and len(todo) < len(items):
         hook.log.info("Creating %d of %d kie task(s); the rest re-attach.", len(todo), len(items))
 
+    failed_so_far: list[int] = []
+
     def created(ids_so_far: list[str]) -> None:
-        ledger.record(todo[len(ids_so_far) - 1], ids_so_far[-1])
+        # Creates go out one at a time, in order: this one is request number (created + failed).
+        ledger.record(todo[len(ids_so_far) + len(failed_so_far) - 1], ids_so_far[-1])
         if on_progress is not None:
             on_progress(list(ledger.ids))
 
+    def failed(position: int, err: KontextError) -> None:
+        failed_so_far.append(position)
+        if failures is not None:
+            failures[todo[position]] = err
+
     requests = [materialize(hook, items[index]) for index in todo]
-    hook.submit_many(requests, limiter=limiter, on_created=created)
+    hook.submit_many(requests, limiter=limiter, on_created=created, on_failed=failed if failures is not None else None)
     if not todo and on_progress is not None:
         on_progress(list(ledger.ids))
     return [task_id for task_id in ledger.ids if task_id is not None]

@@ -16,12 +16,12 @@ from typing import TYPE_CHECKING, Any, Final
 from airflow_provider_kontext.exceptions import KontextError
 from airflow_provider_kontext.operators.prepare import has_jinja
 from airflow_provider_kontext.protocol.polling import TaskWaiter, WaitResult, WaitStatus
-from airflow_provider_kontext.protocol.record import TaskStatus
+from airflow_provider_kontext.protocol.record import TaskRecord, TaskStatus
 from airflow_provider_kontext.protocol.settings import DEFAULT_MAX_IMAGE_BYTES
-from airflow_provider_kontext.results import publish
+from airflow_provider_kontext.results import NOT_CREATED_STATUS, publish
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Mapping, Sequence
 
     from airflow.providers.common.compat.sdk import BaseOperator, Context
 
@@ -48,8 +48,20 @@ def check_once(task: BaseOperator, hook: KontextHook, waiter: TaskWaiter) -> Wai
         return None
 
 
-def defer_to_trigger(task: BaseOperator, *, kontext_conn_id: str, waiter: TaskWaiter, poll_interval: float) -> None:
-    """Hand the wait to the triggerer; raises ``TaskDeferred``. Resumes in ``execute_complete``."""
+def defer_to_trigger(
+    task: BaseOperator,
+    *,
+    kontext_conn_id: str,
+    waiter: TaskWaiter,
+    poll_interval: float,
+    resume_kwargs: dict[str, Any] | None = None,
+) -> None:
+    """
+    Hand the wait to the triggerer; raises ``TaskDeferred``. Resumes in ``execute_complete``.
+
+    ``resume_kwargs`` reach ``execute_complete`` as keyword arguments: what the worker learnt
+    before deferring (for example which creates failed) must survive into the resumed process.
+    """
     from airflow_provider_kontext.triggers.task import KontextTaskTrigger
 
     end_time = waiter.end_time if waiter.end_time is not None else time.time()
@@ -61,6 +73,7 @@ def defer_to_trigger(task: BaseOperator, *, kontext_conn_id: str, waiter: TaskWa
             poll_interval=poll_interval,
         ),
         method_name="execute_complete",
+        kwargs=resume_kwargs,
         timeout=timedelta(seconds=max(end_time - time.time(), 0) + poll_interval + DEFER_TIMEOUT_BUFFER_SECONDS),
     )
 
@@ -74,6 +87,7 @@ def wait_for(
     deferrable: bool,
     poll_interval: float,
     budget: float,
+    resume_kwargs: dict[str, Any] | None = None,
 ) -> WaitResult:
     """
     Wait for ``kie_task_ids`` on the worker, or defer (raising ``TaskDeferred``) when ``deferrable``.
@@ -87,7 +101,9 @@ def wait_for(
     outcome = check_once(task, hook, waiter)
     if outcome is not None:
         return outcome
-    defer_to_trigger(task, kontext_conn_id=kontext_conn_id, waiter=waiter, poll_interval=poll_interval)
+    defer_to_trigger(
+        task, kontext_conn_id=kontext_conn_id, waiter=waiter, poll_interval=poll_interval, resume_kwargs=resume_kwargs
+    )
     raise AssertionError("defer() returned")  # pragma: no cover - defer() raises TaskDeferred
 
 
@@ -101,6 +117,7 @@ def finish_wait(
     output_path: Any = None,
     output_file_name: str | None = None,
     max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES,
+    not_created: Mapping[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
     """
     End a wait on the worker: raise the typed error, or store the images and publish the results.
@@ -108,11 +125,19 @@ def finish_wait(
     Images are copied to ``output_path`` here, on the worker, never in the triggerer (a trigger
     must not block its event loop with downloads). Each stored URI joins its result dict as
     ``stored_path``, and the task's declared outlets get an Asset event listing the files.
+    ``not_created`` (input index as a string -> :func:`not_created_record`) puts the items
+    whose create failed back in their places, so results stay in request order.
     """
     task.log.info("%s", result.message)
+    if not_created:
+        task.log.info("%d item(s) were not created: their creates failed.", len(not_created))
     if not (allow_failed_tasks and result.status is WaitStatus.FAILED):
         result.raise_for_status()
     records = [record.to_dict() for record in result.records]
+    if not_created:
+        waited = iter(records)
+        total = len(records) + len(not_created)
+        records = [dict(not_created[str(i)]) if str(i) in not_created else next(waited) for i in range(total)]
     if output_path is not None:
         from airflow_provider_kontext.hooks.kontext import KontextHook
 
@@ -129,6 +154,26 @@ def finish_wait(
             context["outlet_events"][outlet].extra["kontext_images"] = stored  # type: ignore[assignment]
     publish(context, records)
     return records
+
+
+def not_created_record(item: Mapping[str, Any], error: KontextError) -> dict[str, Any]:
+    """
+    The result dict of an item whose create failed: same keys as a task's, no kie task id.
+
+    ``error_class`` names the typed error (``KontextSubmissionOutcomeUnknownError`` when kie may
+    have created and billed it anyway), so a caller can tell "refused" from "ask kie's logs".
+    """
+    record: dict[str, Any] = dict.fromkeys(TaskRecord.__dataclass_fields__)
+    for name in ("prompt", "model", "aspect_ratio", "output_format"):
+        value = item.get(name)
+        record[name] = value if isinstance(value, str) else None
+    record.update(
+        status=NOT_CREATED_STATUS,
+        error_code=error.code,
+        error_message=str(error),
+        error_class=type(error).__name__,
+    )
+    return record
 
 
 def store_images(

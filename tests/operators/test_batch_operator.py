@@ -184,3 +184,49 @@ def test_a_changed_request_is_not_mistaken_for_the_old_one(emulator: EmulatorSer
     changed = [{"prompt": "image 0", "aspect_ratio": "1:1"}, {"prompt": "a new prompt"}]
     batch(changed, deferrable=False).execute({**context(), "task_state_store": store})
     assert emulator.stats()["creates_accepted"] == 3
+
+
+def test_per_item_mode_goes_on_after_a_failed_create_and_keeps_input_order(emulator: EmulatorServer) -> None:
+    """One refused and one lost create must not strand the other images (already paid for)."""
+    emulator.inject_fault("generate", "slow", count=1, delay=0)  # request 1 passes, just delayed
+    emulator.inject_fault("generate", "code", count=1, code=402)  # request 2 is refused
+    emulator.inject_fault("generate", "drop_after_accept", count=1)  # request 3 is created, answer lost
+    ctx = context()
+    op = batch(prompts(5), deferrable=True, fail_on_any_failure=False)
+    with pytest.raises(TaskDeferred) as deferred:
+        op.execute(ctx)
+    assert deferred.value.kwargs is not None
+    assert sorted(deferred.value.kwargs["not_created"]) == ["1", "2"]
+    pushed = ctx["ti"].xcom["kontext_task_ids"]
+    assert pushed[1:3] == [None, None]
+
+    async def run_trigger() -> dict[str, Any]:
+        events = [event async for event in deferred.value.trigger.run()]
+        assert len(events) == 1
+        return events[0].payload
+
+    resumed = batch(prompts(5), deferrable=True, fail_on_any_failure=False)  # a fresh instance, as on resume
+    results = resumed.execute_complete(ctx, asyncio.run(run_trigger()), **deferred.value.kwargs)
+    assert [r["prompt"] for r in results] == [f"image {i}" for i in range(5)]
+    assert [r["status"] for r in results] == ["SUCCESS", "NOT_CREATED", "NOT_CREATED", "SUCCESS", "SUCCESS"]
+    assert results[1]["error_class"] == "KontextInsufficientCreditsError"
+    assert results[2]["error_class"] == "KontextSubmissionOutcomeUnknownError"
+    assert [r["kie_task_id"] for r in results] == [pushed[0], None, None, pushed[3], pushed[4]]
+    assert ctx["ti"].xcom["result_image_urls"][1:3] == [None, None]
+    stats = emulator.stats()
+    assert stats["requests"]["generate"] == 5, "the lost create was not sent again"
+    assert stats["creates_accepted"] == 4
+
+
+def test_per_item_mode_still_stops_on_a_bad_key(emulator: EmulatorServer) -> None:
+    emulator.inject_fault("generate", "code", count=1, code=401)
+    with pytest.raises(exc.KontextAuthError):
+        batch(prompts(3), deferrable=False, fail_on_any_failure=False).execute(context())
+    assert requests_to(emulator, "generate") == 1
+
+
+def test_per_item_mode_with_every_create_failing_reports_every_item(emulator: EmulatorServer) -> None:
+    emulator.inject_fault("generate", "code", count=2, code=402)
+    results = batch(prompts(2), deferrable=False, fail_on_any_failure=False).execute(context())
+    assert [r["status"] for r in results] == ["NOT_CREATED", "NOT_CREATED"]
+    assert requests_to(emulator, "record-info") == 0
