@@ -306,6 +306,23 @@ def create_app(config: EmulatorConfig, state: EmulatorState | None = None) -> Fa
             return _json({"error": str(exc)}, status=400)
         return _json({"ok": True, "fault": fault.as_dict()})
 
+    @app.post("/_emulator/faults/random")
+    async def add_random_faults(request: Request) -> Response:
+        body = await _json_body(request)
+        if not isinstance(body, dict):
+            return _json({"error": "body must be a JSON object with rate and seed"}, status=400)
+        try:
+            rate: Any = body.get("rate")
+            seed: Any = body.get("seed")
+            plan = emulator.inject_random_faults(rate, seed, endpoints=body.get("endpoints"), kinds=body.get("kinds"))
+        except (TypeError, ValueError, AttributeError) as exc:
+            return _json({"error": str(exc)}, status=400)
+        return _json({"ok": True, "random_faults": plan.as_dict()})
+
+    @app.get("/_emulator/faults/applied")
+    async def applied_faults() -> Response:
+        return _json([entry.as_dict() for entry in emulator.applied_faults()])
+
     @app.get("/_emulator/tasks/{task_id}")
     async def task_details(task_id: str) -> Response:
         summary = emulator.task_summary(task_id)

@@ -46,6 +46,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--time-format", choices=("iso", "epoch_ms"), default="iso", help="createTime format")
     parser.add_argument("--image-long-side", type=int, default=512, help="long side of rendered images")
     parser.add_argument("--http", choices=("h11", "httptools"), default="h11", help="uvicorn HTTP implementation")
+    parser.add_argument(
+        "--fault-rate", type=float, default=0.0, help="share of requests faulted at random, 0-1 (default: 0)"
+    )
+    parser.add_argument("--fault-seed", type=int, default=0, help="seed of the random faults (default: 0)")
     parser.add_argument("--ready-file", type=Path, default=None, help="write the base URL here once listening")
     return parser
 
@@ -93,6 +97,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (OSError, RuntimeError) as exc:
         print(f"kontext-emulator: cannot start on {args.host}:{args.port}: {exc}", file=sys.stderr)
         return 1
+    if args.fault_rate:
+        try:
+            server.inject_random_faults(args.fault_rate, args.fault_seed)
+        except ValueError as exc:
+            server.stop()
+            print(f"kontext-emulator: {exc}", file=sys.stderr)
+            return 2
     try:
         print(f"kontext-emulator listening on {server.base_url} (api key: {config.api_key})", flush=True)
         if args.ready_file is not None:

@@ -11,15 +11,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 from email.utils import formatdate
 from http import HTTPStatus
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote_to_bytes
 
 from airflow_provider_kontext.emulator.payloads import BODY_CODE_MESSAGES, dumps, envelope
 from airflow_provider_kontext.emulator.routes import endpoint_for
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
     from airflow_provider_kontext.emulator.state import EmulatorState, Fault
@@ -59,14 +63,22 @@ async def serve_with_faults(state: EmulatorState, scope: Scope, receive: Receive
         return
     has_auth = _header(scope, b"authorization") is not None
     state.count_request(endpoint, user_agent=_header(scope, b"user-agent"), has_auth=has_auth)
-    fault = state.take_fault(endpoint, path)
-    if fault is None:
+    polled = _query_value(scope, b"taskId") if endpoint == "record-info" else None
+    applied = state.apply_fault(endpoint, path, task_id=polled)
+    if applied is None:
         await app(scope, receive, send)
         return
+    fault, entry = applied
+    if endpoint == "generate":
+        # Name the image this fault hit (the prompt), and later the task it created if any.
+        body = await _read_body(receive)
+        receive = _replay(body, receive)
+        state.annotate_fault(entry, prompt=_prompt_of(body))
+        send = _capturing_task_id(send, lambda task_id: state.annotate_fault(entry, task_id=task_id))
     if fault.kind == "drop":
         await _drop_connection(receive, send)
     elif fault.kind == "drop_after_accept":
-        await app(scope, receive, _discard)
+        await app(scope, receive, _discard_but(send))
         await _drop_connection(receive, send)
     elif fault.kind == "slow":
         await app(scope, receive, _delayed(send, float(fault.params["delay"])))
@@ -131,8 +143,91 @@ def _with_upload_flag(endpoint: str, body: dict[str, Any]) -> dict[str, Any]:
     return body
 
 
-async def _discard(message: Message) -> None:
-    """A ``send`` that swallows the answer of a request whose connection is dropped afterwards."""
+def _discard_but(send: Send) -> Send:
+    """A ``send`` that swallows the answer of a request whose connection is dropped afterwards.
+
+    It keeps ``send``'s owner reachable (``__self__``-free wrappers would hide uvicorn's
+    transport), and still lets a capturing wrapper see the body first.
+    """
+
+    async def discard(message: Message) -> None:
+        observe = getattr(send, "observe", None)
+        if callable(observe):
+            observe(message)
+
+    return discard
+
+
+def _query_value(scope: Scope, name: bytes) -> str | None:
+    for pair in bytes(scope.get("query_string", b"")).split(b"&"):
+        key, _, value = pair.partition(b"=")
+        if key == name and value:
+            return unquote_to_bytes(value).decode("utf-8", "replace")
+    return None
+
+
+async def _read_body(receive: Receive) -> bytes:
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        if message["type"] != "http.request":
+            break
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body", False):
+            break
+    return b"".join(chunks)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """A ``receive`` that hands the already-read body to the app once, then defers to ``receive``."""
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()  # the disconnect, when it comes
+
+    return replay
+
+
+def _prompt_of(body: bytes) -> str | None:
+    try:
+        payload = json.loads(body)
+    except ValueError:
+        return None
+    prompt = payload.get("prompt") if isinstance(payload, dict) else None
+    return prompt if isinstance(prompt, str) else None
+
+
+class _CapturingSend:
+    """Wraps ``send``: reports the ``taskId`` of a generate answer, keeps uvicorn's owner reachable."""
+
+    def __init__(self, send: Send, on_task_id: Callable[[str], None]) -> None:
+        self._send = send
+        self._on_task_id = on_task_id
+        self.__self__ = getattr(send, "__self__", None)  # what _transport_of looks for
+
+    def observe(self, message: Message) -> None:
+        if message["type"] != "http.response.body":
+            return
+        try:
+            payload = json.loads(message.get("body", b""))
+        except ValueError:
+            return
+        data = payload.get("data") if isinstance(payload, dict) else None
+        task_id = data.get("taskId") if isinstance(data, dict) else None
+        if isinstance(task_id, str):
+            self._on_task_id(task_id)
+
+    async def __call__(self, message: Message) -> None:
+        self.observe(message)
+        await self._send(message)
+
+
+def _capturing_task_id(send: Send, on_task_id: Callable[[str], None]) -> Send:
+    return _CapturingSend(send, on_task_id)
 
 
 def _delayed(send: Send, delay: float) -> Send:

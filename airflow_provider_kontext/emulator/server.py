@@ -20,7 +20,10 @@ from airflow_provider_kontext.emulator.config import EmulatorConfig
 from airflow_provider_kontext.emulator.state import EmulatorState, Fault
 
 if TYPE_CHECKING:
+    from collections.abc import Mapping, Sequence
     from types import TracebackType
+
+    from airflow_provider_kontext.emulator.chaos import AppliedFault, FaultSpec, RandomFaults
 
 __all__ = ["EmulatorServer"]
 
@@ -148,6 +151,21 @@ class EmulatorServer:
     def inject_fault(self, endpoint: str, kind: str, count: int = 1, **params: Any) -> Fault:
         """Queue a fault for the next ``count`` requests of ``endpoint``."""
         return self.state.inject_fault(endpoint, kind, count, **params)
+
+    def inject_random_faults(
+        self,
+        rate: float,
+        seed: int,
+        *,
+        endpoints: Sequence[str] | None = None,
+        kinds: Mapping[str, Sequence[FaultSpec]] | None = None,
+    ) -> RandomFaults:
+        """Fault about ``rate`` of the requests at random, reproducibly for ``seed`` (see ``EmulatorState``)."""
+        return self.state.inject_random_faults(rate, seed, endpoints=endpoints, kinds=kinds)
+
+    def applied_faults(self) -> list[AppliedFault]:
+        """Every fault applied since the last reset, with the prompt or task id it hit."""
+        return self.state.applied_faults()
 
     def reset(self, **config_overrides: Any) -> EmulatorConfig:
         """Forget all tasks, files, counters and faults; restore the initial config plus overrides."""

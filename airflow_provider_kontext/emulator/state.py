@@ -8,6 +8,7 @@ take one lock because the server's event loop and a test thread touch the state 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 import threading
@@ -18,7 +19,11 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from airflow_provider_kontext.emulator.chaos import AppliedFault, FaultSpec, RandomFaults
+
 if TYPE_CHECKING:
+    from collections.abc import Sequence
+
     from airflow_provider_kontext.emulator.config import EmulatorConfig
 
 __all__ = [
@@ -336,6 +341,8 @@ class EmulatorState:
         self._links: dict[str, tuple[str, float]] = {}
         self._faults: dict[str, deque[Fault]] = {name: deque() for name in ENDPOINTS}
         self._faults_applied: dict[str, dict[str, int]] = {}
+        self._fault_log: list[AppliedFault] = []
+        self._random_faults: RandomFaults | None = None
         self._requests: dict[str, int] = dict.fromkeys(ENDPOINTS, 0)
         self._callbacks: deque[CallbackAttempt] = deque(maxlen=CALLBACK_LOG_LIMIT)
         self._user_agents: dict[str, None] = {}
@@ -572,25 +579,96 @@ class EmulatorState:
 
     def take_fault(self, endpoint: str, path: str = "") -> Fault | None:
         """Consume one use of the oldest fault for ``endpoint`` that applies to ``path``."""
+        applied = self.apply_fault(endpoint, path)
+        return applied[0] if applied is not None else None
+
+    def apply_fault(
+        self, endpoint: str, path: str = "", *, task_id: str | None = None
+    ) -> tuple[Fault, AppliedFault] | None:
+        """
+        The fault for this request, if any, and its log entry: a queued fault first, else a random one.
+
+        ``task_id`` (the polled task, when the caller knows it) goes into the log; the caller
+        may add the prompt or the created task id later with :meth:`annotate_fault`.
+        """
         with self._lock:
-            queue = self._faults.get(endpoint)
-            if not queue:
+            fault = self._next_queued(endpoint, path)
+            drawn = fault is None
+            if fault is None and self._random_faults is not None:
+                spec = self._random_faults.draw(endpoint)
+                if spec is not None:
+                    params = {name: value for name, value in spec.items() if name != "kind"}
+                    fault = _validated_fault(endpoint, str(spec["kind"]), 1, params)
+            if fault is None:
                 return None
-            for fault in queue:
-                if fault.matches(path):
-                    fault.remaining -= 1
-                    if fault.remaining <= 0:
-                        queue.remove(fault)
-                    applied = self._faults_applied.setdefault(endpoint, {})
-                    applied[fault.kind] = applied.get(fault.kind, 0) + 1
-                    return fault
+            counts = self._faults_applied.setdefault(endpoint, {})
+            counts[fault.kind] = counts.get(fault.kind, 0) + 1
+            entry = AppliedFault(
+                seq=len(self._fault_log),
+                endpoint=endpoint,
+                kind=fault.kind,
+                params=dict(fault.params),
+                random=drawn,
+                task_id=task_id,
+            )
+            self._fault_log.append(entry)
+            return fault, entry
+
+    def _next_queued(self, endpoint: str, path: str) -> Fault | None:
+        queue = self._faults.get(endpoint)
+        if not queue:
             return None
+        for fault in queue:
+            if fault.matches(path):
+                fault.remaining -= 1
+                if fault.remaining <= 0:
+                    queue.remove(fault)
+                return fault
+        return None
+
+    def annotate_fault(self, entry: AppliedFault, *, prompt: str | None = None, task_id: str | None = None) -> None:
+        """Add what the fault layer learnt about a faulted request after taking the fault."""
+        with self._lock:
+            if prompt is not None:
+                entry.prompt = prompt
+            if task_id is not None:
+                entry.task_id = task_id
+
+    def inject_random_faults(
+        self,
+        rate: float,
+        seed: int,
+        *,
+        endpoints: Sequence[str] | None = None,
+        kinds: Mapping[str, Sequence[FaultSpec]] | None = None,
+    ) -> RandomFaults:
+        """
+        Fault about ``rate`` of the requests at random, reproducibly for ``seed`` (replaces any earlier plan).
+
+        Defaults: every create fault kind on generate, transient faults on the reads
+        (:data:`~.chaos.DEFAULT_RANDOM_FAULTS`). Queued faults still come first. Every spec is
+        checked here, so a typo fails at once instead of mid-soak.
+        """
+        plan = RandomFaults.build(rate, seed, endpoints=endpoints, kinds=kinds)
+        for endpoint, specs in plan.catalogue.items():
+            for spec in specs:
+                params = {name: value for name, value in spec.items() if name != "kind"}
+                _validated_fault(endpoint, str(spec["kind"]), 1, params)
+        with self._lock:
+            self._random_faults = plan
+        return plan
+
+    def applied_faults(self) -> list[AppliedFault]:
+        """Every fault applied since the last reset, in the order applied (copies)."""
+        with self._lock:
+            return [dataclasses.replace(entry, params=dict(entry.params)) for entry in self._fault_log]
 
     def clear_faults(self) -> None:
-        """Drop all pending faults."""
+        """Drop all pending faults and stop random ones."""
         with self._lock:
             for queue in self._faults.values():
                 queue.clear()
+            self._random_faults = None
 
     def pending_faults(self) -> list[dict[str, Any]]:
         """Queued faults, oldest first per endpoint."""
@@ -661,6 +739,7 @@ class EmulatorState:
                 "callbacks": [a.as_dict() for a in self._callbacks],
                 "faults_pending": [fault.as_dict() for queue in self._faults.values() for fault in queue],
                 "faults_applied": {k: dict(v) for k, v in self._faults_applied.items()},
+                "random_faults": self._random_faults.as_dict() if self._random_faults is not None else None,
             }
 
 
