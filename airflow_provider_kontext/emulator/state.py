@@ -495,6 +495,11 @@ class EmulatorState:
         with self._lock:
             return self._tasks.get(task_id)
 
+    def task_ids(self) -> list[str]:
+        """Ids of every task created since the last reset, oldest first."""
+        with self._lock:
+            return list(self._tasks)
+
     def record_visible(self, task: Task) -> bool:
         """False while record-info should still answer ``recordInfo is null`` for a fresh task."""
         return self._clock() - task.created_at >= self._config.record_info_null_seconds
