@@ -32,10 +32,12 @@ import tempfile
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, cast
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
+
+    from airflow.providers.common.compat.sdk import Context
 
     from airflow_provider_kontext.emulator import EmulatorServer
     from airflow_provider_kontext.emulator.chaos import AppliedFault
@@ -294,7 +296,8 @@ def _run_batch(config: SoakConfig, requests: list[dict[str, Any]]) -> list[dict[
             rate_window_seconds=KIE_WINDOW_SECONDS * config.time_scale,
         )
 
-    context: dict[str, Any] = {"ti": _SoakTaskInstance(), "task_state_store": _StateStore()}
+    # The one stand-in: a task instance and a state store, not a whole running Airflow task.
+    context = cast("Context", {"ti": _SoakTaskInstance(), "task_state_store": _StateStore()})
     try:
         results: list[dict[str, Any]] = operator().execute(context)
         return results
