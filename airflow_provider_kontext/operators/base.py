@@ -11,15 +11,13 @@ from typing import TYPE_CHECKING, Any
 from airflow.providers.common.compat.sdk import BaseOperator, conf
 
 from airflow_provider_kontext.links import KontextImageLink
-from airflow_provider_kontext.operators.ledger import submit_once
-from airflow_provider_kontext.operators.waiting import check_output_path, finish_wait, wait_budget, wait_for
-from airflow_provider_kontext.protocol.polling import (
+from airflow_provider_kontext.operators.prepare import check_output_path
+from airflow_provider_kontext.protocol.defaults import (
+    DEFAULT_MAX_IMAGE_BYTES,
     DEFAULT_POLL_INTERVAL_SECONDS,
     DEFAULT_TIMEOUT_SECONDS,
-    PollSchedule,
-    WaitResult,
 )
-from airflow_provider_kontext.protocol.settings import DEFAULT_MAX_IMAGE_BYTES
+from airflow_provider_kontext.protocol.schedule import PollSchedule
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
@@ -27,7 +25,12 @@ if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
 
     from airflow_provider_kontext.hooks.kontext import KontextHook
+    from airflow_provider_kontext.protocol.polling import WaitResult
     from airflow_provider_kontext.protocol.ratelimit import CreateRateLimiter
+
+# The submit/wait/finish machinery (ledger, waiting, polling, envelope parsing, retry policy)
+# is imported inside the methods that run it: a DAG file is parsed again and again by the DAG
+# processor and needs only the constructor's validation, not the code that talks to kie.
 
 
 class KontextSubmitOperator(BaseOperator):
@@ -103,6 +106,9 @@ class KontextSubmitOperator(BaseOperator):
 
         ``items`` must already be validated: this is where money starts being spent.
         """
+        from airflow_provider_kontext.operators.ledger import submit_once
+        from airflow_provider_kontext.operators.waiting import wait_budget, wait_for
+
         check_output_path(self.output_path, self.output_file_name)
         hook = self.hook
         if self.min_credits is not None:
@@ -125,6 +131,8 @@ class KontextSubmitOperator(BaseOperator):
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
         """Resume after the trigger: validate its event, then succeed or raise the typed error."""
+        from airflow_provider_kontext.protocol.polling import WaitResult
+
         return self.finish(context, WaitResult.from_event(event))
 
     def finish(self, context: Context, result: WaitResult) -> Any:
@@ -134,6 +142,8 @@ class KontextSubmitOperator(BaseOperator):
     def finish_records(
         self, context: Context, result: WaitResult, *, allow_failed_tasks: bool = False
     ) -> list[dict[str, Any]]:
+        from airflow_provider_kontext.operators.waiting import finish_wait
+
         return finish_wait(
             self,
             context,
