@@ -34,6 +34,7 @@ from airflow_provider_kontext.exceptions import (
     KontextServerError,
     KontextValidationError,
 )
+from airflow_provider_kontext.protocol.defaults import DEFAULT_MAX_IMAGE_BYTES
 from airflow_provider_kontext.protocol.envelope import (
     BASE64_UPLOAD_MAX_BYTES,
     ApiRequest,
@@ -67,7 +68,7 @@ from airflow_provider_kontext.protocol.polling import (
 from airflow_provider_kontext.protocol.ratelimit import CreateRateLimiter
 from airflow_provider_kontext.protocol.request import GenerateRequest, check_http_url
 from airflow_provider_kontext.protocol.retry import retry_kwargs
-from airflow_provider_kontext.protocol.settings import DEFAULT_MAX_IMAGE_BYTES, ClientSettings
+from airflow_provider_kontext.protocol.settings import ClientSettings
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -297,13 +298,25 @@ class KontextHook(BaseHook):
         *,
         timeout: float = DEFAULT_TIMEOUT_SECONDS,
         poll_interval: float = DEFAULT_POLL_INTERVAL_SECONDS,
-        first_poll_delay: float | None = 0.0,
+        first_poll_delay: float | None = None,
+        schedule: PollSchedule | None = None,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.time,
     ) -> WaitResult:
-        """Poll until every task is terminal or ``timeout`` seconds pass; never raises for task failures."""
+        """
+        Poll until every task is terminal or ``timeout`` seconds pass; never raises for task failures.
+
+        :param poll_interval: The longest gap between two status-check rounds.
+        :param first_poll_delay: Seconds before the first round. ``None`` (default): the
+            :class:`~airflow_provider_kontext.protocol.schedule.PollSchedule` default, which
+            skips the rounds that come before any Kontext generation can be done (the wait
+            starts right after the creates, and a batch cannot finish before its youngest
+            task); ``0`` checks at once, e.g. for tasks created long ago.
+        :param schedule: A complete schedule; overrides ``poll_interval`` and ``first_poll_delay``.
+        """
         waiter = TaskWaiter(task_ids, end_time=clock() + timeout)
-        schedule = PollSchedule(interval=poll_interval, first_delay=first_poll_delay)
+        if schedule is None:
+            schedule = PollSchedule(interval=poll_interval, first_delay=first_poll_delay)
         polls = 0
         while True:
             sleep(schedule.delay(polls, now=clock(), end_time=waiter.end_time))

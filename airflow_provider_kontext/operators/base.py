@@ -11,22 +11,13 @@ from typing import TYPE_CHECKING, Any
 from airflow.providers.common.compat.sdk import BaseOperator, conf
 
 from airflow_provider_kontext.links import KontextImageLink
-from airflow_provider_kontext.operators.ledger import submit_once
-from airflow_provider_kontext.operators.waiting import (
-    check_output_path,
-    finish_wait,
-    not_created_record,
-    wait_budget,
-    wait_for,
-)
-from airflow_provider_kontext.protocol.polling import (
+from airflow_provider_kontext.operators.prepare import check_output_path
+from airflow_provider_kontext.protocol.defaults import (
+    DEFAULT_MAX_IMAGE_BYTES,
     DEFAULT_POLL_INTERVAL_SECONDS,
     DEFAULT_TIMEOUT_SECONDS,
-    PollSchedule,
-    WaitResult,
-    WaitStatus,
 )
-from airflow_provider_kontext.protocol.settings import DEFAULT_MAX_IMAGE_BYTES
+from airflow_provider_kontext.protocol.schedule import PollSchedule
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
@@ -35,7 +26,12 @@ if TYPE_CHECKING:
 
     from airflow_provider_kontext.exceptions import KontextError
     from airflow_provider_kontext.hooks.kontext import KontextHook
+    from airflow_provider_kontext.protocol.polling import WaitResult
     from airflow_provider_kontext.protocol.ratelimit import CreateRateLimiter
+
+# The submit/wait/finish machinery (ledger, waiting, polling, envelope parsing, retry policy)
+# is imported inside the methods that run it: a DAG file is parsed again and again by the DAG
+# processor and needs only the constructor's validation, not the code that talks to kie.
 
 
 class KontextSubmitOperator(BaseOperator):
@@ -115,6 +111,10 @@ class KontextSubmitOperator(BaseOperator):
         reported as ``NOT_CREATED`` with its typed error, and the images already paid for are
         still waited for (across a deferral too, through the resume kwargs).
         """
+        from airflow_provider_kontext.operators.ledger import submit_once
+        from airflow_provider_kontext.operators.waiting import not_created_record, wait_budget, wait_for
+        from airflow_provider_kontext.protocol.polling import WaitResult, WaitStatus
+
         check_output_path(self.output_path, self.output_file_name)
         hook = self.hook
         if self.min_credits is not None:
@@ -148,6 +148,8 @@ class KontextSubmitOperator(BaseOperator):
         self, context: Context, event: dict[str, Any] | None = None, not_created: dict[str, Any] | None = None
     ) -> Any:
         """Resume after the trigger: validate its event, then succeed or raise the typed error."""
+        from airflow_provider_kontext.protocol.polling import WaitResult
+
         return self.finish(context, WaitResult.from_event(event), not_created=not_created)
 
     def finish(self, context: Context, result: WaitResult, *, not_created: Mapping[str, Any] | None = None) -> Any:
@@ -162,6 +164,8 @@ class KontextSubmitOperator(BaseOperator):
         allow_failed_tasks: bool = False,
         not_created: Mapping[str, Any] | None = None,
     ) -> list[dict[str, Any]]:
+        from airflow_provider_kontext.operators.waiting import finish_wait
+
         return finish_wait(
             self,
             context,

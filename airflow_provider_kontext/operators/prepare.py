@@ -132,3 +132,29 @@ def _named(error: KontextValidationError, prefix: str | None) -> KontextValidati
         return error
     field = f"{prefix}.{error.field}" if error.field else prefix
     return KontextValidationError(f"{field}: {error}", field=field)
+
+
+def check_output_path(output_path: Any, file_name: Any = None) -> None:
+    """
+    Refuse an unusable ``output_path`` or file-name template before anything is sent.
+
+    A template that escapes ``output_path`` must fail now, not after kie has been paid for the
+    image. Values with unrendered Jinja wait for rendering.
+    """
+    if output_path is None or has_jinja(output_path):
+        return
+    from airflow_provider_kontext.storage import image_file_name, resolve_output_path
+
+    resolve_output_path(output_path)
+    if not has_jinja(file_name):
+        for index in (None, 0):  # the single-image and the batch form of the default
+            image_file_name(
+                file_name,
+                dag_id="dag",
+                run_id="run",
+                task_id="task",
+                map_index=-1,
+                kie_task_id="task0",
+                ext="png",
+                index=index,
+            )

@@ -14,10 +14,10 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Final
 
 from airflow_provider_kontext.exceptions import KontextError
-from airflow_provider_kontext.operators.prepare import has_jinja
+from airflow_provider_kontext.operators.prepare import check_output_path as check_output_path
+from airflow_provider_kontext.protocol.defaults import DEFAULT_MAX_IMAGE_BYTES
 from airflow_provider_kontext.protocol.polling import TaskWaiter, WaitResult, WaitStatus
 from airflow_provider_kontext.protocol.record import TaskRecord, TaskStatus
-from airflow_provider_kontext.protocol.settings import DEFAULT_MAX_IMAGE_BYTES
 from airflow_provider_kontext.results import NOT_CREATED_STATUS, publish
 
 if TYPE_CHECKING:
@@ -213,29 +213,3 @@ def store_images(
         record["stored_path"] = persist_image(hook, url, base / name, max_bytes=max_bytes).path
         stored.append(record["stored_path"])
     return stored
-
-
-def check_output_path(output_path: Any, file_name: Any = None) -> None:
-    """
-    Refuse an unusable ``output_path`` or file-name template before anything is sent.
-
-    A template that escapes ``output_path`` must fail now, not after kie has been paid for the
-    image. Values with unrendered Jinja wait for rendering.
-    """
-    if output_path is None or has_jinja(output_path):
-        return
-    from airflow_provider_kontext.storage import image_file_name, resolve_output_path
-
-    resolve_output_path(output_path)
-    if not has_jinja(file_name):
-        for index in (None, 0):  # the single-image and the batch form of the default
-            image_file_name(
-                file_name,
-                dag_id="dag",
-                run_id="run",
-                task_id="task",
-                map_index=-1,
-                kie_task_id="task0",
-                ext="png",
-                index=index,
-            )

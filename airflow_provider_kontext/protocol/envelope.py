@@ -39,6 +39,7 @@ from airflow_provider_kontext.exceptions import (
 )
 from airflow_provider_kontext.protocol.record import TaskRecord, parse_record
 from airflow_provider_kontext.protocol.request import GenerateRequest, check_http_url
+from airflow_provider_kontext.protocol.request import check_task_id as check_task_id
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -109,13 +110,6 @@ def credit_request() -> ApiRequest:
 
 def download_url_request(url: str) -> ApiRequest:
     return ApiRequest(Endpoint.DOWNLOAD_URL, json_body={"url": check_http_url(url, field="url")})
-
-
-def check_task_id(task_id: Any) -> str:
-    """kie task ids are opaque strings; refuse anything else before it reaches a URL."""
-    if not isinstance(task_id, str) or not task_id.strip():
-        raise KontextValidationError(f"kie task id must be a non-empty string, got {task_id!r}.", field="task_id")
-    return task_id.strip()
 
 
 @dataclass(frozen=True)

@@ -20,24 +20,23 @@ from airflow_provider_kontext.exceptions import (
     KontextTimeoutError,
     KontextTriggerEventError,
 )
+from airflow_provider_kontext.protocol.defaults import (
+    DEFAULT_NOT_FOUND_GRACE_SECONDS as DEFAULT_NOT_FOUND_GRACE_SECONDS,
+)
+from airflow_provider_kontext.protocol.defaults import (
+    DEFAULT_POLL_INTERVAL_SECONDS as DEFAULT_POLL_INTERVAL_SECONDS,
+)
+from airflow_provider_kontext.protocol.defaults import DEFAULT_TIMEOUT_SECONDS as DEFAULT_TIMEOUT_SECONDS
 from airflow_provider_kontext.protocol.envelope import Endpoint, check_task_id
 from airflow_provider_kontext.protocol.record import TaskRecord, TaskStatus
 from airflow_provider_kontext.protocol.retry import is_retryable
+from airflow_provider_kontext.protocol.schedule import PollSchedule as PollSchedule
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
 #: A blip must not fail a wait on images that are already paid for; five in a row is not a blip.
 MAX_CONSECUTIVE_POLL_FAILURES: Final = 5
-
-#: How long ``recordInfo is null`` means "not persisted yet" before it means "no such task".
-DEFAULT_NOT_FOUND_GRACE_SECONDS: Final = 60.0
-
-#: kie gives no generation-time figures; third parties report ~10-50 s. 3-5 s polls are the norm.
-DEFAULT_POLL_INTERVAL_SECONDS: Final = 5.0
-
-#: Overall wait when the caller sets none: kie's own 408 speaks of "no result for over 10 minutes".
-DEFAULT_TIMEOUT_SECONDS: Final = 15 * 60.0
 
 
 class WaitStatus(enum.StrEnum):
@@ -132,31 +131,6 @@ class WaitResult:
         if not (isinstance(error_cls, type) and issubclass(error_cls, KontextError)):
             error_cls = KontextError
         raise error_cls(self.message)
-
-
-@dataclass(frozen=True)
-class PollSchedule:
-    """
-    When to poll: a first check after ``first_delay`` seconds, then every ``interval`` seconds.
-
-    Every sleep is clipped to the time left before the deadline, so a long interval never
-    overshoots the timeout.
-    """
-
-    interval: float = DEFAULT_POLL_INTERVAL_SECONDS
-    first_delay: float | None = None
-
-    def __post_init__(self) -> None:
-        if self.interval <= 0:
-            raise ValueError("poll interval must be positive")
-        if self.first_delay is not None and self.first_delay < 0:
-            raise ValueError("first poll delay must not be negative")
-
-    def delay(self, polls_done: int, *, now: float, end_time: float | None) -> float:
-        wanted = self.interval if polls_done or self.first_delay is None else self.first_delay
-        if end_time is None:
-            return wanted
-        return max(0.0, min(wanted, end_time - now))
 
 
 class TaskWaiter:

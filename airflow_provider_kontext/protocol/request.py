@@ -49,6 +49,13 @@ WIRE_NAMES: Final[dict[str, str]] = {
 OPTIONAL_FIELDS: Final[tuple[str, ...]] = tuple(name for name in WIRE_NAMES if name != "prompt")
 
 
+def check_task_id(task_id: Any) -> str:
+    """kie task ids are opaque strings; refuse anything else before it reaches a URL."""
+    if not isinstance(task_id, str) or not task_id.strip():
+        raise KontextValidationError(f"kie task id must be a non-empty string, got {task_id!r}.", field="task_id")
+    return task_id.strip()
+
+
 @dataclass(frozen=True)
 class GenerateRequest:
     """

@@ -13,6 +13,7 @@ from urllib.parse import urlsplit
 
 from airflow_provider_kontext import __version__
 from airflow_provider_kontext.exceptions import KontextConfigurationError
+from airflow_provider_kontext.protocol.defaults import DEFAULT_MAX_IMAGE_BYTES as DEFAULT_MAX_IMAGE_BYTES
 from airflow_provider_kontext.protocol.retry import RetryPolicy
 
 if TYPE_CHECKING:
@@ -22,8 +23,6 @@ DEFAULT_BASE_URL: Final = "https://api.kie.ai"
 DEFAULT_UPLOAD_BASE_URL: Final = "https://kieai.redpandaai.co"
 DEFAULT_CONNECT_TIMEOUT: Final = 10.0
 DEFAULT_READ_TIMEOUT: Final = 30.0
-#: Refuse result files larger than this; a Kontext image is a few MB at most.
-DEFAULT_MAX_IMAGE_BYTES: Final = 50 * 1024 * 1024
 
 #: kie sits behind a CDN that refuses requests without a User-Agent (403 "error code: 1010").
 USER_AGENT: Final = f"airflow-provider-kontext/{__version__}"

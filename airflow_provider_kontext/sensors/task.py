@@ -7,16 +7,13 @@ from typing import TYPE_CHECKING, Any
 from airflow.providers.common.compat.sdk import AirflowSensorTimeout, BaseSensorOperator, PokeReturnValue, conf
 
 from airflow_provider_kontext.links import KontextImageLink
-from airflow_provider_kontext.operators.waiting import check_output_path, finish_wait, wait_for
-from airflow_provider_kontext.protocol.envelope import check_task_id
-from airflow_provider_kontext.protocol.polling import (
+from airflow_provider_kontext.operators.prepare import check_output_path
+from airflow_provider_kontext.protocol.defaults import (
+    DEFAULT_MAX_IMAGE_BYTES,
     DEFAULT_POLL_INTERVAL_SECONDS,
     DEFAULT_TIMEOUT_SECONDS,
-    TaskWaiter,
-    WaitResult,
-    WaitStatus,
 )
-from airflow_provider_kontext.protocol.settings import DEFAULT_MAX_IMAGE_BYTES
+from airflow_provider_kontext.protocol.request import check_task_id
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -24,6 +21,10 @@ if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
 
     from airflow_provider_kontext.hooks.kontext import KontextHook
+    from airflow_provider_kontext.protocol.polling import TaskWaiter, WaitResult
+
+# The waiting machinery (polling, envelope parsing, retry policy) is imported where a poke or
+# a resume runs it, not at module import: DAG files using the sensor are parsed over and over.
 
 
 class KontextTaskSensor(BaseSensorOperator):
@@ -94,6 +95,8 @@ class KontextTaskSensor(BaseSensorOperator):
         return not isinstance(self.kontext_task_ids, str)
 
     def execute(self, context: Context) -> Any:
+        from airflow_provider_kontext.operators.waiting import wait_for
+
         check_output_path(self.output_path, self.output_file_name)
         if not self.deferrable:
             return super().execute(context)
@@ -109,6 +112,8 @@ class KontextTaskSensor(BaseSensorOperator):
         return self._finish(context, result)
 
     def poke(self, context: Context) -> bool | PokeReturnValue:
+        from airflow_provider_kontext.protocol.polling import TaskWaiter
+
         if self._waiter is None:
             # In reschedule mode each poke is a new process: the "not found" grace starts at the
             # first poke, which Airflow remembers, rather than anew at every poke.
@@ -125,12 +130,16 @@ class KontextTaskSensor(BaseSensorOperator):
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
         """Resume after the trigger: a ``timeout`` event is a sensor timeout, so ``soft_fail`` applies."""
+        from airflow_provider_kontext.protocol.polling import WaitResult, WaitStatus
+
         result = WaitResult.from_event(event)
         if result.status is WaitStatus.TIMEOUT:
             raise AirflowSensorTimeout(result.message)
         return self._finish(context, result)
 
     def _finish(self, context: Context, result: WaitResult) -> Any:
+        from airflow_provider_kontext.operators.waiting import finish_wait
+
         records = finish_wait(
             self,
             context,
