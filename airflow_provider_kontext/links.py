@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from airflow.providers.common.compat.sdk import BaseOperatorLink, XCom
+from airflow.sdk import BaseOperatorLink
 
 from airflow_provider_kontext.results import RESULT_IMAGE_URL_KEY
 
@@ -28,5 +28,7 @@ class KontextImageLink(BaseOperatorLink):
         return RESULT_IMAGE_URL_KEY
 
     def get_link(self, operator: BaseOperator, *, ti_key: TaskInstanceKey) -> str:
+        from airflow.sdk.execution_time.xcom import XCom
+
         url = XCom.get_value(ti_key=ti_key, key=RESULT_IMAGE_URL_KEY)
         return url if isinstance(url, str) else ""

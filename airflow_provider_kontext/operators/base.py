@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from airflow.providers.common.compat.sdk import BaseOperator, conf
+from airflow.sdk import BaseOperator, conf
 
 from airflow_provider_kontext.links import KontextImageLink
 from airflow_provider_kontext.operators.prepare import check_output_path

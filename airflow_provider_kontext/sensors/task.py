@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from airflow.providers.common.compat.sdk import AirflowSensorTimeout, BaseSensorOperator, PokeReturnValue, conf
+from airflow.sdk import BaseSensorOperator, PokeReturnValue, conf
 
 from airflow_provider_kontext.links import KontextImageLink
 from airflow_provider_kontext.operators.prepare import check_output_path
@@ -134,6 +134,8 @@ class KontextTaskSensor(BaseSensorOperator):
 
         result = WaitResult.from_event(event)
         if result.status is WaitStatus.TIMEOUT:
+            from airflow.sdk.exceptions import AirflowSensorTimeout
+
             raise AirflowSensorTimeout(result.message)
         return self._finish(context, result)
 
