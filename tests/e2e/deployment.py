@@ -1,0 +1,422 @@
+"""A real Airflow 3 deployment on one machine: the e2e tests and the worker-slot benchmark share it.
+
+Four components (api-server, scheduler, dag-processor, triggerer) run as separate processes on a
+throwaway SQLite home with the LocalExecutor, next to a ``kontext-emulator`` console script. The
+DAG folder is a throwaway directory of symlinks, so each caller deploys exactly the DAG files it
+needs (the examples, a test-only DAG, a benchmark DAG) without one folder serving all of them.
+
+Nothing here imports pytest or ``tests/conftest.py`` (whose import sets in-process Airflow
+settings): the benchmark runs it outside pytest. Failures raise :class:`DeploymentError`, an
+``AssertionError``, so pytest reports them as test failures with the given diagnostics.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+import psutil
+import requests
+
+BIN_DIR = Path(sys.executable).parent
+COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
+TERMINAL_RUN_STATES = frozenset({"success", "failed"})
+
+# Bounded waits, generous for a loaded 2-core machine.
+EMULATOR_START_TIMEOUT = 30.0
+DB_MIGRATE_TIMEOUT = 180.0
+HEALTH_TIMEOUT = 150.0
+DAG_PARSE_TIMEOUT = 150.0
+STOP_GRACE_SECONDS = 10.0
+KILL_TIMEOUT = 10.0
+REQUEST_TIMEOUT = 20.0
+
+
+class DeploymentError(AssertionError):
+    """The deployment did not do what was expected in time (carries the diagnostics to read)."""
+
+
+def free_ports(count: int) -> list[int]:
+    """Distinct free loopback ports (all sockets held open until every port is picked)."""
+    with contextlib.ExitStack() as stack:
+        sockets = [stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) for _ in range(count)]
+        for sock in sockets:
+            sock.bind(("127.0.0.1", 0))
+        return [int(sock.getsockname()[1]) for sock in sockets]
+
+
+def tail(path: Path, lines: int = 80) -> str:
+    try:
+        text = path.read_text(encoding="utf-8", errors="replace")
+    except OSError as err:
+        return f"<cannot read {path}: {err}>"
+    return "\n".join(text.splitlines()[-lines:]) or "<empty>"
+
+
+def wait_for(
+    what: str,
+    deadline_seconds: float,
+    probe: Callable[[], Any],
+    *,
+    every: float = 1.0,
+    diagnostics: Callable[[], str] | None = None,
+) -> Any:
+    """Call ``probe`` until it returns something truthy; raise with ``what`` after the deadline.
+
+    Connection errors and timeouts count as "not yet": a busy or still-starting server.
+    """
+    deadline = time.monotonic() + deadline_seconds
+    last_error: BaseException | None = None
+    while time.monotonic() < deadline:
+        try:
+            result = probe()
+        except (requests.ConnectionError, requests.Timeout) as err:
+            last_error = err
+        else:
+            if result:
+                return result
+        time.sleep(every)
+    extra = f"\n{diagnostics()}" if diagnostics else ""
+    raise DeploymentError(
+        f"Timed out after {deadline_seconds:.0f} s waiting for {what} (last error: {last_error!r}).{extra}"
+    )
+
+
+def sanitized_env() -> dict[str, str]:
+    """This process's environment without in-process Airflow settings (tests/conftest.py sets some)."""
+    return {key: value for key, value in os.environ.items() if not key.startswith(("AIRFLOW", "KONTEXT_", "PYTEST_"))}
+
+
+def stop_group(proc: subprocess.Popen[bytes], sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, sig)  # start_new_session=True: the group id is the leader's pid
+
+
+def stop_all(processes: Sequence[subprocess.Popen[bytes]]) -> None:
+    """SIGTERM every process group, then SIGKILL whatever is still around after a grace period."""
+    for proc in processes:
+        stop_group(proc, signal.SIGTERM)
+    deadline = time.monotonic() + STOP_GRACE_SECONDS
+    for proc in processes:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=max(deadline - time.monotonic(), 0.1))
+    # Kill the groups even if the leader exited: LocalExecutor workers or uvicorn children may linger.
+    for proc in processes:
+        stop_group(proc, signal.SIGKILL)
+    for proc in processes:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.wait(timeout=5)
+
+
+def start(argv: list[str], env: Mapping[str, str], log: Path, cwd: Path) -> subprocess.Popen[bytes]:
+    """Start a process in its own session (so its whole group can be stopped), output to ``log``."""
+    with log.open("ab") as handle:
+        return subprocess.Popen(
+            argv,
+            env=dict(env),
+            cwd=cwd,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+
+
+def _alive(pid: int) -> bool:
+    """Whether ``pid`` still runs; a zombie (dead, not yet reaped by its new parent) does not."""
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+@dataclass(frozen=True)
+class KilledProcess:
+    """One process of a killed component's tree, as it was just before the kill."""
+
+    pid: int
+    ppid: int
+    cmdline: str
+    listening_ports: frozenset[int]
+
+
+@dataclass(frozen=True)
+class DeploymentSpec:
+    """What to deploy.
+
+    :param dag_files: DAG files (and modules they import) to symlink into the DAG folder.
+    :param api_key: The key the emulator accepts.
+    :param connection: Builds the ``AIRFLOW_CONN_KONTEXT_DEFAULT`` JSON from the emulator's URL.
+    :param emulator_args: Extra ``kontext-emulator`` flags.
+    :param parallelism: ``[core] parallelism``: LocalExecutor worker processes (each ~150 MB).
+    :param extra_env: More environment for every component (wins over the defaults).
+    """
+
+    dag_files: Sequence[Path]
+    api_key: str
+    connection: Callable[[str], str]
+    emulator_args: Sequence[str] = ("--generation-seconds", "3", "--image-long-side", "256")
+    parallelism: int = 2
+    extra_env: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Deployment:
+    """What a test or benchmark needs to drive and inspect the running deployment."""
+
+    base_url: str
+    emulator_url: str
+    run_dir: Path
+    home: Path
+    output_dir: Path
+    env: dict[str, str]
+    logs: dict[str, Path]
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    http: requests.Session = field(default_factory=requests.Session)
+    failed: bool = False
+    #: Every process ever started, including replaced components: all are stopped at the end.
+    started: list[subprocess.Popen[bytes]] = field(default_factory=list)
+
+    # ------------------------------------------------------------------ inspection
+
+    def api(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+        kwargs.setdefault("timeout", REQUEST_TIMEOUT)
+        return self.http.request(method, f"{self.base_url}{path}", **kwargs)
+
+    def api_json(self, method: str, path: str, *, expect: int = 200, **kwargs: Any) -> Any:
+        """The JSON answer of a REST call that must answer ``expect``."""
+        response = self.api(method, path, **kwargs)
+        if response.status_code != expect:
+            raise DeploymentError(f"{method} {path} -> HTTP {response.status_code}: {response.text[:2000]}")
+        return response.json()
+
+    def emulator_stats(self) -> dict[str, Any]:
+        stats: dict[str, Any] = requests.get(f"{self.emulator_url}/_emulator/stats", timeout=REQUEST_TIMEOUT).json()
+        return stats
+
+    def dead_components(self) -> dict[str, int]:
+        return {name: proc.returncode for name, proc in self.processes.items() if proc.poll() is not None}
+
+    def log_tails(self, lines: int = 80) -> dict[str, str]:
+        tails = {f"{name} log": tail(path, lines) for name, path in self.logs.items()}
+        for path in sorted((self.home / "logs").glob("**/dag_id=*/**/*.log*")):
+            tails[f"task log {path.relative_to(self.home / 'logs')}"] = tail(path, lines)
+        return tails
+
+    def diagnostics(self) -> str:
+        dead = self.dead_components()
+        parts = [f"dead components (exit codes): {dead}"] if dead else []
+        parts += [f"----- {name} -----\n{text}" for name, text in self.log_tails(40).items()]
+        return "\n".join(parts)
+
+    # ------------------------------------------------------------------ components
+
+    def start_component(self, name: str, *, log_name: str | None = None) -> subprocess.Popen[bytes]:
+        """Start ``airflow <name>`` (again), logging to ``<log_name or name>.log``."""
+        log_name = log_name or name
+        argv = [str(BIN_DIR / "airflow"), name]
+        if name == "api-server":
+            argv += ["--host", "127.0.0.1", "--port", self.base_url.rsplit(":", 1)[1]]
+        log = self.run_dir / f"{log_name}.log"
+        proc = start(argv, self.env, log, self.run_dir)
+        self.logs[log_name] = log
+        self.processes[name] = proc
+        self.started.append(proc)
+        return proc
+
+    def kill_component(self, name: str) -> list[KilledProcess]:
+        """``kill -9`` a component's whole process tree at once, as a crash or the OOM killer would.
+
+        A component is more than the process we started: the triggerer forks its trigger runner
+        (the process whose event loop runs the triggers) and a log server. Signalling only the
+        leader, or only its process group, could leave the runner polling (Airflow can put
+        children into groups of their own). So the tree is frozen first (SIGSTOP: no process
+        can fork or exit unnoticed), listed, and every member is SIGKILLed; then each pid is
+        checked to be gone. Returns the tree as it was before the kill.
+        """
+        proc = self.processes.pop(name)
+        leader = psutil.Process(proc.pid)
+        leader.send_signal(signal.SIGSTOP)
+        tree: dict[int, psutil.Process] = {leader.pid: leader}
+        for _ in range(3):  # children forked while we stopped their parents are caught next round
+            for child in leader.children(recursive=True):
+                if child.pid not in tree:
+                    with contextlib.suppress(psutil.NoSuchProcess):
+                        child.send_signal(signal.SIGSTOP)
+                    tree[child.pid] = child
+        snapshot: list[KilledProcess] = []
+        for pid, member in tree.items():
+            with contextlib.suppress(psutil.NoSuchProcess):
+                listening = frozenset(
+                    conn.laddr.port for conn in member.net_connections(kind="tcp") if conn.status == psutil.CONN_LISTEN
+                )
+                snapshot.append(KilledProcess(pid, member.ppid(), " ".join(member.cmdline()), listening))
+        for member in tree.values():
+            with contextlib.suppress(psutil.NoSuchProcess):
+                member.send_signal(signal.SIGKILL)
+        proc.wait(timeout=KILL_TIMEOUT)
+        wait_for(f"every process of {name} to be gone", KILL_TIMEOUT, lambda: not any(map(_alive, tree)), every=0.1)
+        return snapshot
+
+    # ------------------------------------------------------------------ DAG runs
+
+    def wait_dag_parsed(self, dag_id: str, timeout: float = DAG_PARSE_TIMEOUT) -> None:
+        def parsed() -> bool:
+            return self.api("GET", f"/api/v2/dags/{dag_id}").status_code == 200
+
+        def parse_diagnostics() -> str:
+            errors = self.api("GET", "/api/v2/importErrors").text
+            return f"import errors: {errors[:3000]}\n{self.diagnostics()}"
+
+        wait_for(f"DAG {dag_id} to be parsed", timeout, parsed, diagnostics=parse_diagnostics)
+
+    def trigger(self, dag_id: str, conf: Mapping[str, Any] | None = None) -> str:
+        """Unpause ``dag_id`` and start a run with an id of our own; returns the run id."""
+        dag = self.api_json("PATCH", f"/api/v2/dags/{dag_id}", json={"is_paused": False})
+        if dag["is_paused"] is not False:
+            raise DeploymentError(f"{dag_id} is still paused: {dag}")
+        run_id = f"kontext_e2e_{uuid.uuid4().hex[:12]}"
+        body = {"dag_run_id": run_id, "logical_date": None, "conf": dict(conf or {})}
+        created = self.api_json("POST", f"/api/v2/dags/{dag_id}/dagRuns", json=body)
+        if created["dag_run_id"] != run_id:
+            raise DeploymentError(f"asked for run {run_id}, got {created}")
+        return run_id
+
+    def wait_run(self, dag_id: str, run_id: str, timeout: float) -> str:
+        """Wait for a run's terminal state and return it; fails early if a component dies."""
+
+        def finished() -> str | None:
+            dead = self.dead_components()
+            if dead:
+                raise DeploymentError(f"Airflow component(s) died during run {run_id}: {dead}\n{self.diagnostics()}")
+            state: str | None = self.api_json("GET", run_path(dag_id, run_id))["state"]
+            return state if state in TERMINAL_RUN_STATES else None
+
+        state: str = wait_for(f"run {dag_id}/{run_id} to finish", timeout, finished, diagnostics=self.diagnostics)
+        return state
+
+
+def run_path(dag_id: str, run_id: str, suffix: str = "") -> str:
+    """REST path of a DAG run (``suffix`` appended, e.g. ``/taskInstances``)."""
+    return f"/api/v2/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}{suffix}"
+
+
+def start_emulator(run_dir: Path, env: Mapping[str, str], spec: DeploymentSpec) -> tuple[subprocess.Popen[bytes], str]:
+    """Start ``kontext-emulator`` and wait for its ready file; returns it and its base URL."""
+    ready = run_dir / "emulator.ready"
+    log = run_dir / "emulator.log"
+    argv = [str(BIN_DIR / "kontext-emulator"), "--host", "127.0.0.1", "--port", "0", "--api-key", spec.api_key]
+    proc = start([*argv, *spec.emulator_args, "--ready-file", str(ready)], env, log, run_dir)
+    deadline = time.monotonic() + EMULATOR_START_TIMEOUT
+    while not ready.exists():
+        if proc.poll() is not None or time.monotonic() > deadline:
+            stop_all([proc])
+            raise DeploymentError(f"kontext-emulator did not start (exit code {proc.returncode}):\n{tail(log)}")
+        time.sleep(0.1)
+    return proc, ready.read_text(encoding="utf-8").strip()
+
+
+@contextlib.contextmanager
+def deploy(run_dir: Path, spec: DeploymentSpec) -> Iterator[Deployment]:
+    """Migrate a fresh SQLite home, start the emulator and the four components; stop all on exit.
+
+    Yields once the api-server answers its health check (the DAGs may not be parsed yet).
+    On a failure the caller sets ``deployment.failed``; the component logs are then printed.
+    """
+    home = run_dir / "airflow-home"
+    output_dir = run_dir / "images"
+    dags_dir = home / "dags"
+    dags_dir.mkdir(parents=True)
+    output_dir.mkdir()
+    for dag_file in spec.dag_files:
+        (dags_dir / dag_file.name).symlink_to(dag_file.resolve())
+    base_env = {**sanitized_env(), "PYTHONWARNINGS": "ignore", "PYTHONUNBUFFERED": "1"}
+
+    emulator, emulator_url = start_emulator(run_dir, base_env, spec)
+    # Own ports for everything, so parallel runs on one machine do not collide (the log servers
+    # default to the fixed ports 8793/8794).
+    api_port, worker_log_port, trigger_log_port = free_ports(3)
+    db = f"sqlite:///{home / 'airflow.db'}"
+    env = {
+        **base_env,
+        "AIRFLOW_HOME": str(home),
+        "AIRFLOW__CORE__DAGS_FOLDER": str(dags_dir),
+        "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        "AIRFLOW__CORE__PARALLELISM": str(spec.parallelism),
+        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
+        "AIRFLOW__CORE__SQL_ALCHEMY_CONN": db,
+        "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": db,
+        "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{api_port}/execution/",
+        "AIRFLOW__DAG_PROCESSOR__REFRESH_INTERVAL": "5",
+        "AIRFLOW__API__HOST": "127.0.0.1",
+        "AIRFLOW__API__PORT": str(api_port),
+        "AIRFLOW__API__WORKERS": "1",
+        "AIRFLOW__LOGGING__WORKER_LOG_SERVER_PORT": str(worker_log_port),
+        "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(trigger_log_port),
+        # One shared secret, so tokens the scheduler issues to workers validate in the api-server.
+        "AIRFLOW__API_AUTH__JWT_SECRET": secrets.token_urlsafe(32),
+        "AIRFLOW__API__SECRET_KEY": secrets.token_urlsafe(32),
+        "AIRFLOW_CONN_KONTEXT_DEFAULT": spec.connection(emulator_url),
+        "KONTEXT_OUTPUT_DIR": str(output_dir),
+        **spec.extra_env,
+    }
+    deployment = Deployment(
+        base_url=f"http://127.0.0.1:{api_port}",
+        emulator_url=emulator_url,
+        run_dir=run_dir,
+        home=home,
+        output_dir=output_dir,
+        env=env,
+        logs={"emulator": run_dir / "emulator.log"},
+        started=[emulator],
+    )
+    t0 = time.monotonic()
+    try:
+        try:
+            migrate = subprocess.run(
+                [str(BIN_DIR / "airflow"), "db", "migrate"],
+                env=env,
+                cwd=run_dir,
+                capture_output=True,
+                timeout=DB_MIGRATE_TIMEOUT,
+                check=False,
+            )
+            (run_dir / "db-migrate.log").write_bytes(migrate.stdout + migrate.stderr)
+            if migrate.returncode != 0:
+                raise DeploymentError(f"airflow db migrate failed:\n{tail(run_dir / 'db-migrate.log')}")
+            migrated_at = time.monotonic() - t0
+            for name in COMPONENTS:
+                deployment.start_component(name)
+
+            def healthy() -> bool:
+                dead = deployment.dead_components()
+                if dead:
+                    raise DeploymentError(f"Airflow component(s) exited during start-up: {dead}")
+                return deployment.api("GET", "/api/v2/monitor/health", timeout=5).status_code == 200
+
+            wait_for("/api/v2/monitor/health", HEALTH_TIMEOUT, healthy, diagnostics=deployment.diagnostics)
+            healthy_at = time.monotonic() - t0
+            print(f"\n[kontext deploy] db migrated in {migrated_at:.1f} s; api-server healthy after {healthy_at:.1f} s")
+        except BaseException:
+            deployment.failed = True
+            raise
+        yield deployment
+    finally:
+        deployment.http.close()
+        stop_all(deployment.started)
+        if deployment.failed:
+            # Also on the terminal with -s; pytest report sections carry the same tails otherwise.
+            print(f"\n===== kontext deployment logs ({run_dir}) =====\n{deployment.diagnostics()}", file=sys.stderr)
