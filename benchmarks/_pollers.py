@@ -61,7 +61,7 @@ def cpu_seconds() -> float:
 
 def record_info_count(base_url: str) -> int:
     """How many record-info requests the emulator has answered so far (its own counter)."""
-    with urllib.request.urlopen(f"{base_url}/_emulator/stats", timeout=60) as response:  # noqa: S310 - local emulator
+    with urllib.request.urlopen(f"{base_url}/_emulator/stats", timeout=60) as response:
         stats = json.loads(response.read())
     return int(stats["requests"].get("record-info", 0))
 
@@ -216,10 +216,8 @@ def main() -> None:
     rss_before = rss_bytes()
     cpu_before = cpu_seconds()
     wall_before = time.perf_counter()
-    if args.mode == "capacity":
-        result = asyncio.run(capacity_window(spec))
-    else:
-        result = asyncio.run(poll_window(spec, starters))
+    window = capacity_window(spec) if args.mode == "capacity" else poll_window(spec, starters)
+    result = asyncio.run(window)
     wall = time.perf_counter() - wall_before
     cpu = cpu_seconds() - cpu_before
     rss_after = rss_bytes()
@@ -249,13 +247,13 @@ def create_tasks(base_url: str, api_key: str, count: int, *, slow_seconds: float
 
     def create(index: int) -> str:
         body = json.dumps({"prompt": f"bench image {index} [emulator:slow={slow_seconds:g}]"}).encode()
-        request = urllib.request.Request(  # noqa: S310 - local emulator
+        request = urllib.request.Request(
             f"{base_url}/api/v1/flux/kontext/generate",
             data=body,
             headers={"Authorization": f"Bearer {api_key}", "Content-Type": "application/json"},
             method="POST",
         )
-        with urllib.request.urlopen(request, timeout=60) as response:  # noqa: S310 - local emulator
+        with urllib.request.urlopen(request, timeout=60) as response:
             payload = json.loads(response.read())
         if payload.get("code") != 200:
             raise RuntimeError(f"emulator refused a create: {payload}")
