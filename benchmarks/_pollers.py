@@ -170,13 +170,18 @@ async def capacity_window(spec: dict[str, Any]) -> dict[str, Any]:
     loop = asyncio.get_running_loop()
     connections = count_connections(loop)
     lags: list[float] = []
+    busy: list[float] = []
     stop = asyncio.Event()
 
     async def probe() -> None:
+        # Wall lateness is what the issue asks for, but on a shared machine it also counts the
+        # time the OS ran someone else; the loop thread's own CPU while the probe slept is the
+        # part this process caused.
         while not stop.is_set():
-            started = loop.time()
+            started, cpu = loop.time(), time.thread_time()
             await asyncio.sleep(0.01)
             lags.append(max(0.0, loop.time() - started - 0.01))
+            busy.append(time.thread_time() - cpu)
 
     probe_task = asyncio.ensure_future(probe())
     await asyncio.sleep(0.1)
@@ -200,6 +205,7 @@ async def capacity_window(spec: dict[str, Any]) -> dict[str, Any]:
     return {
         "connections_opened": connections[0],
         "lags": lags,
+        "busy": busy,
         "import_seconds": import_seconds,
         "events": len(events),
     }
