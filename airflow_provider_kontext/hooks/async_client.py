@@ -213,6 +213,42 @@ class AsyncKontextClient:
             raise transport_error(endpoint, _failure_kind(err), f"{type(err).__name__}: {err!s:.200}") from None
 
 
+#: How long one connection lookup serves the triggers that start after it on the same loop.
+SETTINGS_REUSE_SECONDS = 5.0
+
+#: (event loop id, conn id) -> (when the lookup started, the lookup).
+_SETTINGS: dict[tuple[int, str], tuple[float, asyncio.Task[ClientSettings]]] = {}
+
+
+async def shared_settings(conn_id: str, *, clock: Callable[[], float] = time.monotonic) -> ClientSettings:
+    """
+    :meth:`AsyncKontextClient.settings_for_connection`, shared by triggers that start together.
+
+    A triggerer (re)starting a thousand waits would otherwise ask the secrets backend a thousand
+    times in the same second (each lookup ~0.4 ms of CPU with environment variables, a network
+    call with Vault or a cloud secrets manager). A lookup in flight is joined, a finished one is
+    reused for :data:`SETTINGS_REUSE_SECONDS`, a failed one is forgotten at once, so an edited
+    connection is seen by triggers that start a few seconds later and an error is never cached.
+    """
+    loop = asyncio.get_running_loop()
+    key = (id(loop), conn_id)
+    now = clock()
+    entry = _SETTINGS.get(key)
+    if entry is None or now - entry[0] >= SETTINGS_REUSE_SECONDS or entry[1].get_loop() is not loop:
+        for stale in [k for k, (started, _) in _SETTINGS.items() if now - started >= SETTINGS_REUSE_SECONDS]:
+            del _SETTINGS[stale]  # other loops' and expired lookups: keep the table tiny
+        lookup = loop.create_task(AsyncKontextClient.settings_for_connection(conn_id))
+        _SETTINGS[key] = entry = (now, lookup)
+
+        def forget_failure(task: asyncio.Task[ClientSettings]) -> None:
+            if (task.cancelled() or task.exception() is not None) and _SETTINGS.get(key, (0.0, None))[1] is task:
+                del _SETTINGS[key]
+
+        lookup.add_done_callback(forget_failure)
+    # shield: one waiter being cancelled (its trigger killed) must not cancel the others' lookup.
+    return await asyncio.shield(entry[1])
+
+
 def _failure_kind(err: BaseException) -> TransportFailure:
     if isinstance(err, (aiohttp.ClientConnectorError, aiohttp.ConnectionTimeoutError)):
         return TransportFailure.CONNECT

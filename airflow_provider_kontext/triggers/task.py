@@ -117,9 +117,9 @@ class KontextTaskTrigger(BaseTrigger):
     async def _wait(self, waiter: TaskWaiter) -> WaitResult:
         await _load_heavy_modules()
         # Already in sys.modules now: this line costs a dict lookup, not an import.
-        from airflow_provider_kontext.hooks.async_client import AsyncKontextClient, shared_client
+        from airflow_provider_kontext.hooks.async_client import shared_client, shared_settings
 
-        settings = await AsyncKontextClient.settings_for_connection(self.kontext_conn_id)
+        settings = await shared_settings(self.kontext_conn_id)
         schedule = PollSchedule(interval=self.poll_interval)
         last_progress = waiter.progress()
         async with shared_client(settings) as client:
