@@ -10,6 +10,11 @@ the same parsers and retry rules as the sync hook. aiohttp rather than httpx: me
 All triggers of one connection in one triggerer process share one keep-alive
 ``ClientSession`` (:func:`shared_client`), so a thousand waiting images cost a pool of
 connections, not a thousand.
+
+A status poll is the triggerer's hot path (``benchmarks/bench_1_poll_cost.py``): a single
+attempt skips tenacity's per-call machinery, the headers and each task's record-info URL are
+built once per client rather than once per request, an answer identical to the task's previous
+one is not parsed again, and a many-id wait runs a few workers instead of one task per id.
 """
 
 from __future__ import annotations
@@ -19,14 +24,17 @@ import hashlib
 import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, TypeVar
+from http import HTTPStatus
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import aiohttp
 import tenacity
+from yarl import URL
 
 from airflow_provider_kontext.exceptions import KontextError
 from airflow_provider_kontext.protocol.envelope import (
     ApiRequest,
+    Endpoint,
     TransportFailure,
     credit_request,
     parse_credit_response,
@@ -62,6 +70,10 @@ class AsyncKontextClient:
     def __init__(self, settings: ClientSettings, session: aiohttp.ClientSession) -> None:
         self.settings = settings
         self._session = session
+        # Built once: a poll loop sends the same headers and the same few URLs thousands of times.
+        self._headers = settings.api_headers()
+        self._record_urls: dict[str, tuple[URL, str]] = {}
+        self._last_answers: dict[str, tuple[bytes, TaskRecord]] = {}
         self._timeout = aiohttp.ClientTimeout(
             total=None,  # a total alone can hang on a silent socket (aiohttp#11740); bound each phase
             connect=settings.connect_timeout,
@@ -89,13 +101,30 @@ class AsyncKontextClient:
 
     async def get_task(self, task_id: str, *, retry: bool = True) -> TaskRecord:
         """The task's record; a task kie has not persisted yet reads as ``PENDING``."""
-        api_request = record_info_request(task_id)
-        checked_id = api_request.params["taskId"]
-        return await self._call(
-            api_request,
-            lambda status, body, headers: parse_record_info_response(status, body, headers, task_id=checked_id),
-            retry=retry,
-        )
+        cached = self._record_urls.get(task_id)
+        if cached is None:
+            api_request = record_info_request(task_id)
+            checked_id = api_request.params["taskId"]
+            url = URL(self.settings.url_for(api_request.path)).with_query(api_request.params)
+            cached = self._record_urls[task_id] = (url, checked_id)
+        url, checked_id = cached
+        if retry:
+            return await self._call(
+                record_info_request(checked_id),
+                lambda status, body, headers: parse_record_info_response(status, body, headers, task_id=checked_id),
+            )
+        # The poll loop's single attempt: no tenacity, no request object, a prebuilt URL.
+        status, body, headers = await self._send(Endpoint.RECORD_INFO, "GET", url)
+        last = self._last_answers.get(task_id)
+        if last is not None and status == HTTPStatus.OK and last[0] == body:
+            # A running task answers the same bytes poll after poll; parsing is pure, so the
+            # record is the one parsed last time. Only successful answers are remembered, so an
+            # error's Retry-After (the one header parsing reads) is always read afresh.
+            return last[1]
+        record = parse_record_info_response(status, body, headers, task_id=checked_id)
+        if status == HTTPStatus.OK:
+            self._last_answers[task_id] = (body, record)
+        return record
 
     async def get_credits(self) -> float:
         return await self._call(credit_request(), parse_credit_response)
@@ -113,10 +142,13 @@ class AsyncKontextClient:
         One attempt per task, as in :meth:`KontextHook.poll`: the waiter's tolerance of
         transient failures across polls is the retry.
         """
-        limit = asyncio.Semaphore(concurrency)
+        ids = waiter.pending_ids()
+        pending = iter(ids)
 
-        async def check(task_id: str) -> None:
-            async with limit:
+        async def worker() -> None:
+            # ``concurrency`` workers share one iterator rather than one task per id behind a
+            # semaphore: a 100-id batch costs 8 tasks a round, not 100 tasks and 100 wake-ups.
+            for task_id in pending:
                 try:
                     record = await self.get_task(task_id, retry=False)
                 except KontextError as err:
@@ -124,7 +156,11 @@ class AsyncKontextClient:
                 else:
                     waiter.on_record(record, now=clock())
 
-        await asyncio.gather(*(check(task_id) for task_id in waiter.pending_ids()))
+        workers = min(max(1, concurrency), len(ids))
+        if workers == 1:
+            await worker()  # one id (the common single-image wait): no task at all
+        else:
+            await asyncio.gather(*(worker() for _ in range(workers)))
         return waiter.outcome(now=clock())
 
     async def _call(
@@ -134,9 +170,11 @@ class AsyncKontextClient:
         *,
         retry: bool = True,
     ) -> T:
-        kwargs = retry_kwargs(api_request.endpoint, self.settings.retry_policy)
         if not retry:
-            kwargs["stop"] = tenacity.stop_after_attempt(1)
+            # One attempt: tenacity would only add its per-call setup to every poll.
+            status, body, headers = await self._exchange(api_request)
+            return parse(status, body, headers)
+        kwargs = retry_kwargs(api_request.endpoint, self.settings.retry_policy)
         async for attempt in tenacity.AsyncRetrying(**kwargs):
             with attempt:
                 status, body, headers = await self._exchange(api_request)
@@ -146,13 +184,26 @@ class AsyncKontextClient:
     async def _exchange(self, api_request: ApiRequest) -> tuple[int, bytes, Mapping[str, str]]:
         endpoint = api_request.endpoint
         url = self.settings.url_for(api_request.path, upload=endpoint.on_upload_host)
+        return await self._send(
+            endpoint, api_request.method, url, params=dict(api_request.params) or None, json=api_request.json_body
+        )
+
+    async def _send(
+        self,
+        endpoint: Endpoint,
+        method: str,
+        url: str | URL,
+        *,
+        params: Mapping[str, str] | None = None,
+        json: Mapping[str, Any] | None = None,
+    ) -> tuple[int, bytes, Mapping[str, str]]:
         try:
             async with self._session.request(
-                api_request.method,
+                method,
                 url,
-                params=dict(api_request.params) or None,
-                json=api_request.json_body,
-                headers=self.settings.api_headers(),
+                params=params,
+                json=json,
+                headers=self._headers,
                 timeout=self._timeout,
                 allow_redirects=False,
             ) as response:
@@ -160,6 +211,42 @@ class AsyncKontextClient:
                 return response.status, body, response.headers
         except (aiohttp.ClientError, TimeoutError) as err:
             raise transport_error(endpoint, _failure_kind(err), f"{type(err).__name__}: {err!s:.200}") from None
+
+
+#: How long one connection lookup serves the triggers that start after it on the same loop.
+SETTINGS_REUSE_SECONDS = 5.0
+
+#: (event loop id, conn id) -> (when the lookup started, the lookup).
+_SETTINGS: dict[tuple[int, str], tuple[float, asyncio.Task[ClientSettings]]] = {}
+
+
+async def shared_settings(conn_id: str, *, clock: Callable[[], float] = time.monotonic) -> ClientSettings:
+    """
+    :meth:`AsyncKontextClient.settings_for_connection`, shared by triggers that start together.
+
+    A triggerer (re)starting a thousand waits would otherwise ask the secrets backend a thousand
+    times in the same second (each lookup ~0.4 ms of CPU with environment variables, a network
+    call with Vault or a cloud secrets manager). A lookup in flight is joined, a finished one is
+    reused for :data:`SETTINGS_REUSE_SECONDS`, a failed one is forgotten at once, so an edited
+    connection is seen by triggers that start a few seconds later and an error is never cached.
+    """
+    loop = asyncio.get_running_loop()
+    key = (id(loop), conn_id)
+    now = clock()
+    entry = _SETTINGS.get(key)
+    if entry is None or now - entry[0] >= SETTINGS_REUSE_SECONDS or entry[1].get_loop() is not loop:
+        for stale in [k for k, (started, _) in _SETTINGS.items() if now - started >= SETTINGS_REUSE_SECONDS]:
+            del _SETTINGS[stale]  # other loops' and expired lookups: keep the table tiny
+        lookup = loop.create_task(AsyncKontextClient.settings_for_connection(conn_id))
+        _SETTINGS[key] = entry = (now, lookup)
+
+        def forget_failure(task: asyncio.Task[ClientSettings]) -> None:
+            if (task.cancelled() or task.exception() is not None) and _SETTINGS.get(key, (0.0, None))[1] is task:
+                del _SETTINGS[key]
+
+        lookup.add_done_callback(forget_failure)
+    # shield: one waiter being cancelled (its trigger killed) must not cancel the others' lookup.
+    return await asyncio.shield(entry[1])
 
 
 def _failure_kind(err: BaseException) -> TransportFailure:

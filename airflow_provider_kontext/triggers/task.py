@@ -6,18 +6,23 @@ never the API key or headers, and it has no side effects, so running it twice (a
 restart, an HA takeover) is harmless: it resumes against the same deadline and never creates
 a task. The decision logic is :class:`~airflow_provider_kontext.protocol.polling.TaskWaiter`,
 shared with the blocking path of the operator and the sensor.
+
+The triggerer imports this module *on its event loop* the first time it meets the classpath, so
+the module imports nothing heavy: the aiohttp client (~0.5 s to import) is loaded by the first
+:meth:`KontextTaskTrigger.run` in a worker thread, and every other trigger in the process keeps
+running meanwhile (``tests/triggers/test_trigger_import.py``).
 """
 
 from __future__ import annotations
 
 import asyncio
+import importlib
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Final
 
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_provider_kontext.exceptions import KontextError
-from airflow_provider_kontext.hooks.async_client import AsyncKontextClient, shared_client
 from airflow_provider_kontext.protocol.polling import (
     DEFAULT_NOT_FOUND_GRACE_SECONDS,
     DEFAULT_POLL_INTERVAL_SECONDS,
@@ -29,6 +34,25 @@ from airflow_provider_kontext.protocol.polling import (
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Sequence
+
+#: Imported off the loop by the first run(): aiohttp, and the connection lookup's compat layer.
+_HEAVY_MODULES: Final = ("airflow_provider_kontext.hooks.async_client", "airflow.providers.common.compat.connection")
+_heavy_modules_loaded = False
+
+
+async def _load_heavy_modules() -> None:
+    """
+    Import the client stack in a thread, once per process, so no trigger's loop stalls on it.
+
+    Triggers that start together each wait for the thread; the import lock makes the later ones
+    wait for the first import to finish rather than see a half-initialised module.
+    """
+    global _heavy_modules_loaded
+    if _heavy_modules_loaded:
+        return
+    for name in _HEAVY_MODULES:
+        await asyncio.to_thread(importlib.import_module, name)
+    _heavy_modules_loaded = True
 
 
 class KontextTaskTrigger(BaseTrigger):
@@ -91,7 +115,11 @@ class KontextTaskTrigger(BaseTrigger):
         yield TriggerEvent(result.to_event())
 
     async def _wait(self, waiter: TaskWaiter) -> WaitResult:
-        settings = await AsyncKontextClient.settings_for_connection(self.kontext_conn_id)
+        await _load_heavy_modules()
+        # Already in sys.modules now: this line costs a dict lookup, not an import.
+        from airflow_provider_kontext.hooks.async_client import shared_client, shared_settings
+
+        settings = await shared_settings(self.kontext_conn_id)
         schedule = PollSchedule(interval=self.poll_interval)
         last_progress = waiter.progress()
         async with shared_client(settings) as client:

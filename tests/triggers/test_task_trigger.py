@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 from airflow_provider_kontext.emulator import EmulatorServer
+from airflow_provider_kontext.hooks import async_client as client_module
 from airflow_provider_kontext.hooks.kontext import KontextHook
 from airflow_provider_kontext.triggers import task as trigger_module
 from airflow_provider_kontext.triggers.task import KontextTaskTrigger
@@ -179,7 +180,7 @@ async def test_triggers_share_one_keep_alive_pool(emulator: EmulatorServer) -> N
     hook = KontextHook()
     ids = [hook.create_task(f"n{n}") for n in range(4)]
     seen_sessions: set[int] = set()
-    original = trigger_module.shared_client
+    original = client_module.shared_client
 
     def spying_shared_client(settings: Any) -> Any:
         manager = original(settings)
@@ -195,9 +196,9 @@ async def test_triggers_share_one_keep_alive_pool(emulator: EmulatorServer) -> N
 
         return Spy()
 
-    trigger_module.shared_client = spying_shared_client  # type: ignore[assignment]
+    client_module.shared_client = spying_shared_client  # type: ignore[assignment]
     try:
         await asyncio.gather(*(only_event(make([task_id])) for task_id in ids))
     finally:
-        trigger_module.shared_client = original
+        client_module.shared_client = original
     assert len(seen_sessions) == 1

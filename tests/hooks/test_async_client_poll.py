@@ -1,0 +1,87 @@
+"""The async client's poll path: bounded concurrency, and a repeated answer is not parsed twice."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any
+
+import aiohttp
+import pytest
+
+from airflow_provider_kontext.exceptions import KontextRateLimitError, KontextTransportError
+from airflow_provider_kontext.hooks import async_client
+from airflow_provider_kontext.hooks.async_client import AsyncKontextClient
+from airflow_provider_kontext.protocol.polling import TaskWaiter
+from airflow_provider_kontext.protocol.record import TaskRecord, TaskStatus
+from airflow_provider_kontext.protocol.settings import ClientSettings
+
+
+def running_body(task_id: str) -> bytes:
+    data = {"taskId": task_id, "successFlag": 0, "paramJson": '{"prompt": "p"}', "createTime": "2026-01-01T00:00:00Z"}
+    return json.dumps({"code": 200, "msg": "success", "data": data}).encode()
+
+
+class ScriptedClient(AsyncKontextClient):
+    """Answers from a script instead of the network, and counts requests in flight."""
+
+    def __init__(self, answers: list[tuple[int, bytes]] | None = None) -> None:
+        super().__init__(ClientSettings(api_key="k"), session=None)  # type: ignore[arg-type]
+        self.answers = answers or []
+        self.in_flight = 0
+        self.max_in_flight = 0
+
+    async def _send(self, endpoint: Any, method: str, url: Any, **kwargs: Any) -> tuple[int, bytes, dict[str, str]]:
+        self.in_flight += 1
+        self.max_in_flight = max(self.max_in_flight, self.in_flight)
+        await asyncio.sleep(0.001)
+        self.in_flight -= 1
+        if self.answers:
+            status, body = self.answers.pop(0)
+            return status, body, {}
+        return 200, running_body(url.query["taskId"]), {}
+
+
+@pytest.mark.parametrize(("ids", "concurrency", "expected"), [(20, 8, 8), (3, 8, 3), (1, 8, 1), (5, 1, 1)])
+async def test_poll_checks_every_id_with_bounded_concurrency(ids: int, concurrency: int, expected: int) -> None:
+    client = ScriptedClient()
+    waiter = TaskWaiter([f"t{n}" for n in range(ids)], end_time=time.time() + 60)
+    assert await client.poll(waiter, concurrency=concurrency) is None
+    assert client.max_in_flight == expected
+    assert all(record.status is TaskStatus.GENERATING for record in waiter.records)
+
+
+async def test_the_same_answer_gives_the_same_record_without_parsing(monkeypatch: pytest.MonkeyPatch) -> None:
+    parsed: list[bytes] = []
+    real = async_client.parse_record_info_response
+
+    def counting(status: int, body: bytes, headers: Any, *, task_id: str) -> TaskRecord:
+        parsed.append(body)
+        return real(status, body, headers, task_id=task_id)
+
+    monkeypatch.setattr(async_client, "parse_record_info_response", counting)
+    client = ScriptedClient()
+    first = await client.get_task("t1", retry=False)
+    second = await client.get_task("t1", retry=False)
+    assert first is second
+    assert len(parsed) == 1
+
+
+async def test_an_error_answer_is_parsed_every_time() -> None:
+    limited = json.dumps({"code": 429, "msg": "slow down"}).encode()
+    client = ScriptedClient([(200, running_body("t1")), (200, limited), (200, limited), (200, running_body("t1"))])
+    record = await client.get_task("t1", retry=False)
+    for _ in range(2):
+        with pytest.raises(KontextRateLimitError):
+            await client.get_task("t1", retry=False)
+    assert await client.get_task("t1", retry=False) is record
+
+
+async def test_record_urls_carry_the_task_id_as_a_query() -> None:
+    async with aiohttp.ClientSession() as session:
+        client = AsyncKontextClient(ClientSettings(api_key="k", base_url="http://127.0.0.1:9"), session)
+        with pytest.raises(KontextTransportError):  # nothing listens on port 9; only the URL matters
+            await client.get_task("a b&c", retry=False)
+    url, checked = client._record_urls["a b&c"]
+    assert (url.path, url.query["taskId"], checked) == ("/api/v1/flux/kontext/record-info", "a b&c", "a b&c")
