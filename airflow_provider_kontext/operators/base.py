@@ -120,7 +120,7 @@ class KontextSubmitOperator(BaseOperator):
         if self.min_credits is not None:
             hook.ensure_credits(self.min_credits)
         failures: dict[int, KontextError] | None = {} if keep_going else None
-        ids = submit_once(context, hook, items, limiter=limiter, on_progress=on_progress, failures=failures)
+        ids, all_new = submit_once(context, hook, items, limiter=limiter, on_progress=on_progress, failures=failures)
         not_created = {str(index): not_created_record(items[index], err) for index, err in (failures or {}).items()}
         if not self.wait_for_completion:
             if self.deferrable:
@@ -140,6 +140,7 @@ class KontextSubmitOperator(BaseOperator):
             deferrable=self.deferrable,
             poll_interval=self.poll_interval,
             budget=wait_budget(self.timeout, self.execution_timeout),
+            just_created=all_new,
             resume_kwargs={"not_created": not_created} if not_created else None,
         )
         return self.finish(context, result, not_created=not_created)

@@ -17,7 +17,7 @@ no id exists to re-attach to and a retry creates a new task.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
 from airflow_provider_kontext.exceptions import KontextError
 from airflow_provider_kontext.operators.prepare import fingerprint, materialize
@@ -110,6 +110,15 @@ class SubmissionLedger:
         return [index for index, task_id in enumerate(self.ids) if task_id is None]
 
 
+class Submitted(NamedTuple):
+    """What :func:`submit_once` did: the usable ids in item order, and whether all are brand new."""
+
+    ids: list[str]
+    #: True when every id was created by this call (none re-attached): such tasks cannot be
+    #: done yet, so the wait may skip its first checks (see :class:`.PollSchedule`).
+    all_new: bool
+
+
 def submit_once(
     context: Context,
     hook: KontextHook,
@@ -118,7 +127,7 @@ def submit_once(
     limiter: CreateRateLimiter | None = None,
     on_progress: Callable[[list[str | None]], None] | None = None,
     failures: dict[int, KontextError] | None = None,
-) -> list[str]:
+) -> Submitted:
     """
     Create a kie task for every item that does not already have a usable one; return all ids in order.
 
@@ -152,4 +161,4 @@ def submit_once(
     hook.submit_many(requests, limiter=limiter, on_created=created, on_failed=failed if failures is not None else None)
     if not todo and on_progress is not None:
         on_progress(list(ledger.ids))
-    return [task_id for task_id in ledger.ids if task_id is not None]
+    return Submitted([task_id for task_id in ledger.ids if task_id is not None], all_new=len(todo) == len(items))

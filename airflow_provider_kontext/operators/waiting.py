@@ -18,6 +18,7 @@ from airflow_provider_kontext.operators.prepare import check_output_path as chec
 from airflow_provider_kontext.protocol.defaults import DEFAULT_MAX_IMAGE_BYTES
 from airflow_provider_kontext.protocol.polling import TaskWaiter, WaitResult, WaitStatus
 from airflow_provider_kontext.protocol.record import TaskRecord, TaskStatus
+from airflow_provider_kontext.protocol.schedule import PollSchedule
 from airflow_provider_kontext.results import NOT_CREATED_STATUS, publish
 
 if TYPE_CHECKING:
@@ -54,10 +55,13 @@ def defer_to_trigger(
     kontext_conn_id: str,
     waiter: TaskWaiter,
     poll_interval: float,
+    first_poll_at: float | None = None,
     resume_kwargs: dict[str, Any] | None = None,
 ) -> None:
     """
     Hand the wait to the triggerer; raises ``TaskDeferred``. Resumes in ``execute_complete``.
+
+    ``first_poll_at`` (epoch seconds) is when the trigger makes its first check; ``None``: at once.
 
     ``resume_kwargs`` reach ``execute_complete`` as keyword arguments: what the worker learnt
     before deferring (for example which creates failed) must survive into the resumed process.
@@ -71,6 +75,7 @@ def defer_to_trigger(
             kie_task_ids=waiter.kie_task_ids,
             end_time=end_time,
             poll_interval=poll_interval,
+            first_poll_at=first_poll_at,
         ),
         method_name="execute_complete",
         kwargs=resume_kwargs,
@@ -87,22 +92,37 @@ def wait_for(
     deferrable: bool,
     poll_interval: float,
     budget: float,
+    just_created: bool = False,
     resume_kwargs: dict[str, Any] | None = None,
 ) -> WaitResult:
     """
     Wait for ``kie_task_ids`` on the worker, or defer (raising ``TaskDeferred``) when ``deferrable``.
 
     Returns only when the wait finished on the worker; a deferred wait finishes in the task's
-    ``execute_complete``.
+    ``execute_complete``. ``just_created`` says every task was created a moment ago: none can
+    be done yet, so both paths follow :class:`.PollSchedule`'s quiet start, and a deferrable
+    task defers at once, holding its worker slot no longer than the creates took. Otherwise
+    (re-attached tasks, a sensor's ids) some may have finished long ago: the first check is
+    immediate, on the worker, so a finished wait never pays a deferral.
     """
+    schedule = PollSchedule(interval=poll_interval, first_delay=None if just_created else 0.0)
     if not deferrable:
-        return hook.wait_for_tasks(kie_task_ids, timeout=budget, poll_interval=poll_interval)
+        return hook.wait_for_tasks(kie_task_ids, timeout=budget, schedule=schedule)
     waiter = TaskWaiter(kie_task_ids, end_time=time.time() + budget)
-    outcome = check_once(task, hook, waiter)
-    if outcome is not None:
-        return outcome
+    if just_created:
+        first_check = schedule.first_poll_delay
+    else:
+        outcome = check_once(task, hook, waiter)
+        if outcome is not None:
+            return outcome
+        first_check = schedule.interval
     defer_to_trigger(
-        task, kontext_conn_id=kontext_conn_id, waiter=waiter, poll_interval=poll_interval, resume_kwargs=resume_kwargs
+        task,
+        kontext_conn_id=kontext_conn_id,
+        waiter=waiter,
+        poll_interval=poll_interval,
+        first_poll_at=time.time() + first_check,
+        resume_kwargs=resume_kwargs,
     )
     raise AssertionError("defer() returned")  # pragma: no cover - defer() raises TaskDeferred
 

@@ -69,6 +69,10 @@ class KontextTaskTrigger(BaseTrigger):
         keep the same deadline rather than open a fresh window.
     :param poll_interval: Seconds between status checks.
     :param not_found_grace: Seconds ``recordInfo is null`` counts as "not persisted yet".
+    :param first_poll_at: Wall-clock time (epoch seconds) of the first status check; ``None``
+        checks at once. The operator sets it for tasks it has just created, which cannot be
+        done yet (:class:`~airflow_provider_kontext.protocol.schedule.PollSchedule`). Wall clock,
+        like ``end_time``: a trigger resumed after a restart past this time checks at once.
     """
 
     def __init__(
@@ -78,6 +82,7 @@ class KontextTaskTrigger(BaseTrigger):
         end_time: float,
         poll_interval: float = DEFAULT_POLL_INTERVAL_SECONDS,
         not_found_grace: float = DEFAULT_NOT_FOUND_GRACE_SECONDS,
+        first_poll_at: float | None = None,
     ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         self.kontext_conn_id = kontext_conn_id
@@ -85,6 +90,7 @@ class KontextTaskTrigger(BaseTrigger):
         self.end_time = float(end_time)
         self.poll_interval = float(poll_interval)
         self.not_found_grace = float(not_found_grace)
+        self.first_poll_at = None if first_poll_at is None else float(first_poll_at)
         # Validates ids and interval now, in the worker, rather than later in the triggerer.
         PollSchedule(interval=self.poll_interval)
         TaskWaiter(self.kie_task_ids, end_time=self.end_time)
@@ -99,6 +105,7 @@ class KontextTaskTrigger(BaseTrigger):
                 "end_time": self.end_time,
                 "poll_interval": self.poll_interval,
                 "not_found_grace": self.not_found_grace,
+                "first_poll_at": self.first_poll_at,
             },
         )
 
@@ -122,6 +129,8 @@ class KontextTaskTrigger(BaseTrigger):
         settings = await shared_settings(self.kontext_conn_id)
         schedule = PollSchedule(interval=self.poll_interval)
         last_progress = waiter.progress()
+        if self.first_poll_at is not None:
+            await asyncio.sleep(max(0.0, min(self.first_poll_at, self.end_time) - time.time()))
         async with shared_client(settings) as client:
             while True:
                 if waiter.timed_out(time.time()):

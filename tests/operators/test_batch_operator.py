@@ -14,7 +14,7 @@ from airflow_provider_kontext.emulator import EmulatorServer
 from airflow_provider_kontext.operators.batch import KontextBatchGenerateOperator
 from airflow_provider_kontext.operators.generate import KontextGenerateOperator
 from airflow_provider_kontext.protocol.ratelimit import CreateRateLimiter
-from tests.conftest import requests_to
+from tests.conftest import DictStateStore, requests_to
 from tests.operators.test_generate_operator import context
 
 
@@ -145,19 +145,6 @@ def test_rate_limiter_window() -> None:
     assert limiter.delay() == 0
     with pytest.raises(ValueError):
         CreateRateLimiter(0)
-
-
-class DictStateStore:
-    """The task state store's get/set contract (Airflow 3.3), held in memory across two tries."""
-
-    def __init__(self) -> None:
-        self.data: dict[str, Any] = {}
-
-    def get(self, key: str, default: Any = None) -> Any:
-        return self.data.get(key, default)
-
-    def set(self, key: str, value: Any, *, retention: Any = None) -> None:
-        self.data[key] = value
 
 
 def test_a_retry_recreates_only_the_failed_items(emulator: EmulatorServer) -> None:

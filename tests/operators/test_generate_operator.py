@@ -21,7 +21,7 @@ from airflow_provider_kontext.protocol.polling import TaskWaiter
 from airflow_provider_kontext.protocol.record import TaskRecord, TaskStatus
 from airflow_provider_kontext.sensors.task import KontextTaskSensor
 from airflow_provider_kontext.triggers.task import KontextTaskTrigger
-from tests.conftest import requests_to
+from tests.conftest import DictStateStore, requests_to
 
 
 class FakeTI:
@@ -144,12 +144,30 @@ def test_execution_timeout_shortens_the_wait(emulator: EmulatorServer) -> None:
     assert deferred.value.trigger.end_time <= time.time() + 120
 
 
-def test_already_terminal_task_does_not_defer(emulator: EmulatorServer) -> None:
+def test_a_fresh_task_defers_at_once_and_the_trigger_skips_the_quiet_start(emulator: EmulatorServer) -> None:
+    # A task created a moment ago cannot be done: no status check on the worker (the slot is
+    # held only for the create), and the trigger's first check follows PollSchedule.
+    before = time.time()
+    with pytest.raises(TaskDeferred) as deferred:
+        operator(deferrable=True, poll_interval=2).execute(context())
+    assert requests_to(emulator, "record-info") == 0
+    first_poll_at = deferred.value.trigger.first_poll_at
+    assert first_poll_at is not None
+    assert before + 2 + 2 <= first_poll_at <= time.time() + 2 + 2  # min(5 s, interval) + interval
+
+
+def test_a_reattached_terminal_task_finishes_without_deferring(emulator: EmulatorServer) -> None:
+    # A retry re-attaching to a task that finished meanwhile: one check on the worker, no deferral.
     emulator.configure(generation_seconds=0, record_info_null_seconds=0)
-    ctx = context()
+    store = DictStateStore()
+    with pytest.raises(TaskDeferred):
+        operator(deferrable=True).execute({**context(), "task_state_store": store})
+    ctx = {**context(), "task_state_store": store}
     result = operator(deferrable=True).execute(ctx)
     assert result["status"] == "SUCCESS"
     assert ctx["ti"].xcom["result_image_url"] == result["result_image_url"]
+    assert emulator.stats()["creates_accepted"] == 1
+    assert requests_to(emulator, "record-info") == 2  # the ledger's usability check, then the wait's one check
 
 
 def test_blocking_mode_waits_on_the_worker(emulator: EmulatorServer) -> None:

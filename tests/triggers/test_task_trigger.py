@@ -40,11 +40,38 @@ def test_serialize_round_trip_has_plain_values_and_no_secret() -> None:
         "end_time": 1_900_000_000.5,
         "poll_interval": 7.0,
         "not_found_grace": 60.0,
+        "first_poll_at": None,
     }
     assert json.loads(json.dumps(kwargs)) == kwargs
     assert API_KEY not in json.dumps(kwargs)
     assert API_KEY not in repr(trigger)
     assert KontextTaskTrigger(**kwargs).serialize() == (classpath, kwargs)
+
+
+async def test_first_poll_waits_for_first_poll_at_and_survives_a_round_trip(emulator: EmulatorServer) -> None:
+    # Tasks created a moment ago cannot be done: the trigger makes no request before first_poll_at.
+    hook = KontextHook()
+    ids = [hook.create_task(prompt="a kite"), hook.create_task(prompt="a kite, again")]
+    start = time.time()
+    _, kwargs = make(ids, first_poll_at=start + 0.8).serialize()
+    trigger = KontextTaskTrigger(**json.loads(json.dumps(kwargs)))
+    task = asyncio.ensure_future(only_event(trigger))
+    await asyncio.sleep(0.5)
+    assert requests_to(emulator, "record-info") == 0
+    event = await task
+    assert event["status"] == "success"
+    assert requests_to(emulator, "record-info") >= 2
+    assert time.time() - start >= 0.8
+
+
+async def test_a_first_poll_at_in_the_past_polls_at_once(emulator: EmulatorServer) -> None:
+    # A trigger resumed by a new triggerer long after it was planned does not wait again.
+    kie_task_id = KontextHook().create_task(prompt="a kite")
+    emulator.configure(generation_seconds=0, record_info_null_seconds=0)
+    start = time.time()
+    event = await only_event(make([kie_task_id], first_poll_at=start - 60))
+    assert event["status"] == "success"
+    assert time.time() - start < 0.5
 
 
 @pytest.mark.parametrize("ids", [[], [""], ["ok", None]])
