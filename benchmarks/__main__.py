@@ -98,6 +98,7 @@ def main() -> int:
     names = discover()
     if args.only:
         names = [n for n in names if any(n == o or n.startswith(f"bench_{o}") or o in n for o in args.only)]
+    head = header()  # the commit measured, read before the run (not whatever HEAD is when it ends)
     figures: list[dict[str, object]] = []
     errors: list[str] = []
     for name in names:
@@ -105,7 +106,7 @@ def main() -> int:
         figures += got
         if error:
             errors.append(error)
-    text = header() + "\n\n" + table(figures)
+    text = head + "\n\n" + table(figures)
     print("\n" + text)
     if errors:
         print("\n[bench] failed: " + "; ".join(errors), file=sys.stderr)

@@ -63,7 +63,7 @@ def run(quick: bool) -> list[Figure]:
             max_creates_per_window=LIMIT,
             rate_window_seconds=WINDOW,
         )
-        ids = operator.execute({"ti": _TaskInstance()})  # type: ignore[arg-type]
+        ids = operator.execute({"ti": _TaskInstance()})  # type: ignore[typeddict-item]
         stats = _get(f"{base_url}/_emulator/stats")
         created_at = sorted(float(_get(f"{base_url}/_emulator/tasks/{task_id}")["createdAt"]) for task_id in ids)
     span = created_at[-1] - created_at[0]
