@@ -101,18 +101,19 @@ class AsyncKontextClient:
 
     async def get_task(self, task_id: str, *, retry: bool = True) -> TaskRecord:
         """The task's record; a task kie has not persisted yet reads as ``PENDING``."""
+        if retry:
+            api_request = record_info_request(task_id)
+            checked_id = api_request.params["taskId"]
+            return await self._call(
+                api_request,
+                lambda status, body, headers: parse_record_info_response(status, body, headers, task_id=checked_id),
+            )
         cached = self._record_urls.get(task_id)
         if cached is None:
             api_request = record_info_request(task_id)
-            checked_id = api_request.params["taskId"]
             url = URL(self.settings.url_for(api_request.path)).with_query(api_request.params)
-            cached = self._record_urls[task_id] = (url, checked_id)
+            cached = self._record_urls[task_id] = (url, api_request.params["taskId"])
         url, checked_id = cached
-        if retry:
-            return await self._call(
-                record_info_request(checked_id),
-                lambda status, body, headers: parse_record_info_response(status, body, headers, task_id=checked_id),
-            )
         # The poll loop's single attempt: no tenacity, no request object, a prebuilt URL.
         status, body, headers = await self._send(Endpoint.RECORD_INFO, "GET", url)
         last = self._last_answers.get(task_id)
@@ -167,13 +168,7 @@ class AsyncKontextClient:
         self,
         api_request: ApiRequest,
         parse: Callable[[int, bytes, Mapping[str, str]], T],
-        *,
-        retry: bool = True,
     ) -> T:
-        if not retry:
-            # One attempt: tenacity would only add its per-call setup to every poll.
-            status, body, headers = await self._exchange(api_request)
-            return parse(status, body, headers)
         kwargs = retry_kwargs(api_request.endpoint, self.settings.retry_policy)
         async for attempt in tenacity.AsyncRetrying(**kwargs):
             with attempt:
