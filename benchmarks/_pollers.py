@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import importlib
 import json
 import os
@@ -35,7 +36,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from collections.abc import Awaitable, Callable
+    from collections.abc import Awaitable, Callable, Iterator
 
 RECORD_INFO_PATH = "/api/v1/flux/kontext/record-info"
 #: Connection ids the parent puts in ``AIRFLOW_CONN_*`` (a real connection lookup, no mocks).
@@ -271,6 +272,33 @@ def create_tasks(base_url: str, api_key: str, count: int, *, slow_seconds: float
 
     with concurrent.futures.ThreadPoolExecutor(8) as pool:
         return list(pool.map(create, range(count)))
+
+
+@contextlib.contextmanager
+def generating_tasks(
+    count: int, *, per_trigger: int, interval: float, seconds: float
+) -> Iterator[tuple[dict[str, Any], dict[str, str]]]:
+    """
+    An emulator process holding ``count`` tasks that stay generating, and what a child needs to poll them.
+
+    Yields the child's spec (the ids in triggers of ``per_trigger``, the poll ``interval``, the
+    measured window of ``seconds``) and its environment (the connection).
+    """
+    from benchmarks.common import API_KEY, emulator_process
+
+    with emulator_process(
+        "--rate-limit-creates", "1000000", "--credits", "1e9", "--record-info-null-seconds", "0"
+    ) as base_url:  # fmt: skip
+        ids = create_tasks(base_url, API_KEY, count, slow_seconds=3600)
+        time.sleep(0.2)
+        spec = {
+            "base_url": base_url,
+            "api_key": API_KEY,
+            "batches": [ids[i : i + per_trigger] for i in range(0, count, per_trigger)],
+            "interval": interval,
+            "seconds": seconds,
+        }
+        yield spec, connection_env(base_url, API_KEY)
 
 
 def connection_env(base_url: str, api_key: str) -> dict[str, str]:

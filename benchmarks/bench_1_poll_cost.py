@@ -16,11 +16,10 @@ so a contender that falls behind its schedule is charged per poll it really made
 
 from __future__ import annotations
 
-import time
 from typing import Any
 
-from benchmarks._pollers import connection_env, create_tasks, run_child
-from benchmarks.common import API_KEY, Figure, bench_main, emulator_process
+from benchmarks._pollers import generating_tasks, run_child
+from benchmarks.common import Figure, bench_main
 
 NAME = "1 poll cost"
 GOAL_PEER_RATIO = 0.25
@@ -38,19 +37,7 @@ def run(quick: bool) -> list[Figure]:
     from airflow_provider_kontext.hooks.async_client import POOL_SIZE
 
     triggers, interval, seconds = _sizes(quick)
-    with emulator_process(
-        "--rate-limit-creates", "1000000", "--credits", "1e9", "--record-info-null-seconds", "0"
-    ) as base_url:
-        ids = create_tasks(base_url, API_KEY, triggers, slow_seconds=3600)
-        time.sleep(0.2)
-        spec = {
-            "base_url": base_url,
-            "api_key": API_KEY,
-            "batches": [[task_id] for task_id in ids],
-            "interval": interval,
-            "seconds": seconds,
-        }
-        env = connection_env(base_url, API_KEY)
+    with generating_tasks(triggers, per_trigger=1, interval=interval, seconds=seconds) as (spec, env):
         got: dict[str, dict[str, Any]] = {mode: run_child(mode, spec, env) for mode in ("floor", "ours", "peer")}
 
     per_poll = {mode: r["cpu_seconds"] / max(1, r["polls"]) for mode, r in got.items()}

@@ -14,10 +14,8 @@ client, and is reported against the schedule's demand rather than given a goal o
 
 from __future__ import annotations
 
-import time
-
-from benchmarks._pollers import connection_env, create_tasks, run_child
-from benchmarks.common import API_KEY, Figure, bench_main, emulator_process, percentile
+from benchmarks._pollers import generating_tasks, run_child
+from benchmarks.common import Figure, bench_main, percentile
 
 NAME = "2 capacity"
 LAG_LIMIT_SECONDS = 0.100
@@ -34,19 +32,8 @@ def _sizes(quick: bool) -> tuple[int, int, float, float]:
 def run(quick: bool) -> list[Figure]:
     batches, per_batch, interval, seconds = _sizes(quick)
     images = batches * per_batch
-    with emulator_process(
-        "--rate-limit-creates", "1000000", "--credits", "1e9", "--record-info-null-seconds", "0"
-    ) as base_url:
-        ids = create_tasks(base_url, API_KEY, images, slow_seconds=3600)
-        time.sleep(0.2)
-        spec = {
-            "base_url": base_url,
-            "api_key": API_KEY,
-            "batches": [ids[i : i + per_batch] for i in range(0, images, per_batch)],
-            "interval": interval,
-            "seconds": seconds,
-        }
-        got = run_child("capacity", spec, connection_env(base_url, API_KEY))
+    with generating_tasks(images, per_trigger=per_batch, interval=interval, seconds=seconds) as (spec, env):
+        got = run_child("capacity", spec, env)
 
     lags = got["lags"]
     p99 = percentile(lags, 0.99)
