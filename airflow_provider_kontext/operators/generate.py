@@ -149,6 +149,11 @@ class KontextGenerateOperator(KontextSubmitOperator):
         return outcome[0] if not self.wait_for_completion else outcome
 
     def finish(
-        self, context: Context, result: WaitResult, *, not_created: Mapping[str, Any] | None = None
+        self,
+        context: Context,
+        result: WaitResult,
+        *,
+        not_created: Mapping[str, Any] | None = None,
+        create_stats: Sequence[Mapping[str, Any] | None] | None = None,
     ) -> dict[str, Any]:
-        return self.finish_records(context, result, not_created=not_created)[0]
+        return self.finish_records(context, result, not_created=not_created, create_stats=create_stats)[0]
