@@ -185,7 +185,7 @@ def expected_create_outcome(faults: Sequence[Mapping[str, Any]], *, max_attempts
     Returns ``(error class or None if a create went through, tasks kie holds for it, why)``.
     Raises ``ValueError`` for a fault the soak has no rule for, so it can never pass by accident.
     """
-    for attempt, fault in enumerate(faults, start=1):
+    for fault in faults:
         kind = fault["kind"]
         label = f"{kind} {fault.get('code') or fault.get('status') or ''}".strip()
         code = fault.get("code") if kind == "code" else fault.get("status") if kind == "http" else None
