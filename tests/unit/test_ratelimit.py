@@ -144,7 +144,7 @@ def test_maintenance_backoff_grows_and_stays_bounded() -> None:
     ("limit", "window"), [(0, 10.0), (-1, 10.0), (2.5, 10.0), (True, 10.0), (20, 0), (20, -1.0), (20, "10")]
 )
 def test_bad_limits_are_refused(limit: Any, window: Any) -> None:
-    with pytest.raises(ValueError, match="max_creates_per_window|rate_window_seconds"):
+    with pytest.raises(ValueError, match=r"max_creates_per_window|rate_window_seconds"):
         check_rate_limit(limit, window)
 
 
