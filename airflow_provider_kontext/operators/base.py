@@ -43,8 +43,10 @@ class KontextSubmitOperator(BaseOperator):
     :param deferrable: Wait in the triggerer, freeing the worker slot. Defaults to
         ``[operators] default_deferrable``.
     :param poll_interval: Seconds between status checks.
-    :param timeout: Seconds to wait before failing with ``KontextTimeoutError`` (capped by
-        ``execution_timeout`` when that is shorter).
+    :param timeout: The task's deadline in seconds from the start of ``execute`` (capped by
+        ``execution_timeout`` when that is shorter): creates wait out kie's rate limit until
+        it (then ``KontextRateLimitError``), and the images must be ready by it (then
+        ``KontextTimeoutError``).
     :param min_credits: Read the balance first and fail before any spend when it is lower.
     :param output_path: Copy the images here when ready (kie deletes them after 14 days): an
         ``ObjectStoragePath`` or a URI (``file:///data/images``, ``s3://bucket/prefix``,

@@ -43,7 +43,7 @@ class KontextBatchGenerateOperator(KontextSubmitOperator):
     :param wait_for_completion: Wait for every image (default) or return the ids once created.
     :param deferrable: Wait in the triggerer. Defaults to ``[operators] default_deferrable``.
     :param poll_interval: Seconds between status-check rounds.
-    :param timeout: Seconds to wait for the whole batch.
+    :param timeout: Seconds for the whole batch, creates (waiting out kie's rate limit) and images.
     :param fail_on_any_failure: Fail the task if any image failed (default); with ``False``
         return every item with its own ``status``/``error_code``/``error_message``.
     :param max_creates_per_window: The account's create limit per ``rate_window_seconds``;
