@@ -85,9 +85,10 @@ def traced_path() -> tuple[list[str], set[str]]:
             operator().execute(context)  # type: ignore[arg-type]
             raise SystemExit("the operator did not defer")
         except TaskDeferred as deferred:
+            task_trigger = deferred.trigger
 
             async def trigger() -> object:
-                async for event in deferred.trigger.run():
+                async for event in task_trigger.run():
                     return event.payload
                 return None
 

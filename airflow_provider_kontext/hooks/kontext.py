@@ -319,11 +319,13 @@ class KontextHook(BaseHook):
                     raise _deadline_error(pacer, last_refusal, now, deadline)
                 if last_refusal is not None and now - logged_at >= pacer.window_seconds:
                     logged_at = now
+                    limited_for = now - (pacer.refused_since or now)
                     self.log.warning(
-                        "Rate limited by kie for %.0f s (%s); %s; still trying until %s.",
-                        now - (pacer.refused_since or now),
-                        "429" if isinstance(last_refusal, KontextRateLimitError) else last_refusal.code,
+                        "Rate limited by kie%s (%s); %s; next try in %.1f s, still trying until %s.",
+                        f" for {limited_for:.0f} s" if limited_for >= 1 else "",
+                        last_refusal.code,
                         progress,
+                        wait,
                         _clock_time(deadline),
                     )
                 sleep(wait)
@@ -665,6 +667,8 @@ class KontextHook(BaseHook):
 
 def _deadline_error(pacer: CreatePacer, refusal: KontextError | None, now: float, deadline: float) -> KontextError:
     """The error of a create that ran out of time waiting for the account's limit."""
+    if refusal is not None and not isinstance(refusal, KontextRateLimitError | KontextServiceUnavailableError):
+        return refusal  # a connection that could not be made: that is the cause, not the limit
     waited = now - pacer.refused_since if pacer.refused_since is not None else pacer.stats.waited_seconds
     cause = f"; kie's last answer: {refusal}" if refusal is not None else ""
     error = KontextRateLimitError(
