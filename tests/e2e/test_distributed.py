@@ -124,7 +124,6 @@ def distributed_spec(run_dir: Path, db_url: str, broker_url: str, services: list
         )
         for index, (name, port) in enumerate(zip(TRIGGERERS, log_ports[len(WORKERS) :], strict=True))
     ]
-    result_backend = "db+" + db_url.replace("postgresql+psycopg2://", "postgresql://", 1)
     return DeploymentSpec(
         dag_files=[DAG_FILE],
         api_key=API_KEY,
@@ -142,7 +141,8 @@ def distributed_spec(run_dir: Path, db_url: str, broker_url: str, services: list
         service_logs={service.name: service.log for service in services},
         extra_env={
             "AIRFLOW__CELERY__BROKER_URL": broker_url,
-            "AIRFLOW__CELERY__RESULT_BACKEND": result_backend,
+            # Task states in the metadata DB, with the driver named (a bare postgresql:// means psycopg 3).
+            "AIRFLOW__CELERY__RESULT_BACKEND": f"db+{db_url}",
             "AIRFLOW__CELERY__WORKER_CONCURRENCY": str(WORKER_CONCURRENCY),
             # The scheduler's pool for reading Celery task states: one process, not one per core.
             "AIRFLOW__CELERY__SYNC_PARALLELISM": "1",
