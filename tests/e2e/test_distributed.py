@@ -61,6 +61,8 @@ WORKER_CONCURRENCY = 2
 FAILOVER_DEFERRED = 4
 FAILOVER_IMAGES = 5  # 2 generate + 2 batch + 1 submit
 WORKER_KILL_IMAGES = 3
+#: The worker-kill batch's pacing: one create per window (``RATE_WINDOW_SECONDS`` in the DAG file).
+WORKER_KILL_WINDOW = 10.0
 #: Generation time of the failover DAG's images: all five tasks must be deferred and the kill done
 #: before the first image is ready (about 30 s after the first create on a loaded 2-core machine).
 FAILOVER_SLOW_SECONDS = 45
@@ -396,7 +398,11 @@ def test_kill_9_of_a_celery_worker_mid_batch_the_retry_re_attaches(distributed: 
         entries = {e["key"]: e["value"] for e in stored.json()["task_state_store"]}
         c.rest_answers.append(stored.text)
         recorded = [e["kie_task_id"] for e in entries.get("kontext_submissions", []) if e.get("kie_task_id")]
-        return (ti, created) if recorded == created else None
+        if recorded != created:
+            return None
+        # Early in the window (the emulator's clock is this machine's): the next create is seconds away.
+        summary = requests.get(f"{d.emulator_url}/_emulator/tasks/{created[-1]}", timeout=REQUEST_TIMEOUT).json()
+        return (ti, created) if time.time() - float(summary["createdAt"]) < WORKER_KILL_WINDOW / 2 else None
 
     ti, created_before_kill = wait_for(
         f"the batch of {run_id} to be creating on a Celery worker",

@@ -27,7 +27,7 @@ GENERATE_IMAGES = 2
 BATCH_IMAGES = 2
 #: The worker-kill batch: creates go out 0, 1, 2 windows apart.
 WORKER_KILL_IMAGES = 3
-RATE_WINDOW_SECONDS = 10.0
+RATE_WINDOW_SECONDS = 10.0  # test_distributed.py: WORKER_KILL_WINDOW
 
 with DAG(
     dag_id="kontext_e2e_distributed_failover",
