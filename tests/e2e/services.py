@@ -25,6 +25,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from tests.e2e.deployment import DeploymentError, free_ports, stop_group, tail
 
@@ -124,6 +125,14 @@ class Service:
             self.proc.wait(timeout=5)
 
 
+def _as_user(user: str | None) -> dict[str, Any]:
+    """``subprocess`` arguments that run a child as ``user`` with that user's groups only."""
+    if user is None:
+        return {}
+    entry = pwd.getpwnam(user)
+    return {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
+
+
 def _start(argv: list[str], log: Path, data_dir: Path, *, user: str | None = None) -> subprocess.Popen[bytes]:
     with log.open("ab") as handle:
         return subprocess.Popen(
@@ -133,7 +142,7 @@ def _start(argv: list[str], log: Path, data_dir: Path, *, user: str | None = Non
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
             start_new_session=True,
-            user=user,
+            **_as_user(user),
             env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C.UTF-8", "LANG": "C.UTF-8"},
         )
 
@@ -194,7 +203,7 @@ def postgres(run_dir: Path) -> Iterator[tuple[Service, str]]:
             text=True,
             timeout=START_TIMEOUT,
             check=False,
-            user=user,
+            **_as_user(user),
             cwd=base,
         )
         log.write_text(initdb.stdout + initdb.stderr, encoding="utf-8")
