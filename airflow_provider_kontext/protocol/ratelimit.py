@@ -8,22 +8,23 @@ same time, so one task's view of the window is never the whole story. Three rule
   used two slots of kie's window, not one (:meth:`CreatePacer.acquire` records before sending).
 * **A 429 is never the end while the task has time.** kie dropped the request, so sending it
   again is free and safe; the caller waits until its own deadline, honouring ``Retry-After``.
-  The wait spans kie's window with jitter, so tasks refused together do not return together.
+  Without one it waits out the window that was full, with jitter, so tasks refused together do
+  not return together.
 * **Tasks sharing an account converge to its limit** by additive increase, multiplicative
-  decrease of each task's own allowance (as TCP shares a link): halve it on a 429 (at most
-  once per window), win back one create per window of accepted ones. Processes of one host can
-  also share the window itself (:class:`SlidingWindow`, implemented over a locked file by the
-  hook), which removes the guesswork between them.
+  decrease of the allowance (as TCP shares a link): halve it on a 429 (at most once per
+  window), win back about one create per window of accepted ones. Processes of one host share
+  the window and the allowance (:class:`SlidingWindow`, over a locked file in the hook), which
+  removes the guesswork between them; tasks on other hosts are seen only through kie's 429s.
 
 Pure: the caller supplies the clock, does the sleeping and sends the requests.
 """
 
 from __future__ import annotations
 
+import bisect
 import random
-from collections import deque
-from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any, Final, Protocol
+from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING, Any, Final, Protocol, TypeVar
 
 from airflow_provider_kontext.exceptions import KontextRateLimitError, KontextServiceUnavailableError
 from airflow_provider_kontext.protocol.defaults import KIE_CREATES_PER_WINDOW, KIE_WINDOW_SECONDS
@@ -33,6 +34,8 @@ if TYPE_CHECKING:
 
     from airflow_provider_kontext.exceptions import KontextError
     from airflow_provider_kontext.protocol.retry import RetryPolicy
+
+T = TypeVar("T")
 
 # Operators validate their rate-limit arguments with check_rate_limit at DAG-parse time, so this
 # module imports only what that needs; the retry rules (tenacity) load when a pacer is built.
@@ -51,12 +54,27 @@ def check_rate_limit(creates_per_window: Any, window_seconds: Any) -> tuple[int,
     return creates_per_window, float(window_seconds)
 
 
-class SlidingWindow(Protocol):
-    """The account's recent create attempts, as one process (or every process of a host) sees them."""
+@dataclass
+class WindowState:
+    """
+    What the tasks sharing a window agree on: their recent create attempts and the allowance.
 
-    def reserve(self, now: float, limit: int, window: float) -> float:
-        """Take a slot and return 0 when fewer than ``limit`` attempts fall in the last ``window``
-        seconds; else take nothing and return the seconds until one frees."""
+    :param sent: Times of the attempts still in the window, oldest first.
+    :param allowance: Creates per window the account takes now, by what kie answered (``None``:
+        nothing learnt yet, so the configured limit).
+    :param last_decrease: When a 429 last halved the allowance.
+    """
+
+    sent: list[float] = field(default_factory=list)
+    allowance: float | None = None
+    last_decrease: float = float("-inf")
+
+
+class SlidingWindow(Protocol):
+    """Where a :class:`WindowState` lives: one process's memory, or a file every process of a host shares."""
+
+    def transact(self, update: Callable[[WindowState], T]) -> T:
+        """Run ``update`` on the state with no other task in between, keep what it changed, return its value."""
         ...
 
 
@@ -64,21 +82,10 @@ class LocalWindow:
     """A :class:`SlidingWindow` in this process's memory."""
 
     def __init__(self) -> None:
-        self._sent: deque[float] = deque()
+        self._state = WindowState()
 
-    def reserve(self, now: float, limit: int, window: float) -> float:
-        return reserve_in(self._sent, now, limit, window)
-
-
-def reserve_in(sent: deque[float], now: float, limit: int, window: float) -> float:
-    """:meth:`SlidingWindow.reserve` over a deque of send times (oldest first); shared by both windows."""
-    while sent and now - sent[0] >= window:
-        sent.popleft()
-    if len(sent) < limit:
-        sent.append(now)
-        return 0.0
-    # Room comes back when all but limit - 1 of the recorded attempts have left the window.
-    return max(sent[len(sent) - limit] + window - now, 1e-3)
+    def transact(self, update: Callable[[WindowState], T]) -> T:
+        return update(self._state)
 
 
 @dataclass
@@ -135,9 +142,8 @@ class CreatePacer:
         self._policy = retry_policy or RetryPolicy()
         self._window = window or LocalWindow()
         self._rng = rng
-        self._allowance = float(self.limit)
         self._hold_until = 0.0
-        self._last_decrease = float("-inf")
+        self._sent_at: float | None = None
         self._not_sent = 0
         self._refusals_in_a_row = 0
         #: When the current spell of 429/455 answers began (``None``: not refused lately).
@@ -146,25 +152,68 @@ class CreatePacer:
 
     @property
     def allowance(self) -> int:
-        """Creates this task lets itself send per window now (the AIMD state)."""
-        return max(1, int(self._allowance))
+        """Creates per window the account takes now (the AIMD state, shared with the window)."""
+        return self._window.transact(self._allowed)
+
+    def _allowed(self, state: WindowState) -> int:
+        allowance = self.limit if state.allowance is None else state.allowance
+        return max(1, min(self.limit, int(allowance)))
 
     def acquire(self, now: float) -> float:
         """0: send now (the attempt is recorded as sent); else the seconds to wait before asking again."""
         if now < self._hold_until:
             return self._hold_until - now
-        wait = self._window.reserve(now, self.allowance, self.window_seconds)
+
+        def reserve(state: WindowState) -> float:
+            sent = state.sent
+            drop = bisect.bisect_right(sent, now - self.window_seconds)
+            del sent[:drop]
+            allowed = self._allowed(state)
+            if len(sent) < allowed:
+                bisect.insort(sent, now)
+                return 0.0
+            # Room comes back when all but allowed - 1 of the recorded attempts have left the window.
+            return max(sent[len(sent) - allowed] + self.window_seconds - now, 1e-3)
+
+        wait = self._window.transact(reserve)
         if wait == 0:
             self.stats.attempts += 1
+            self._sent_at = now
         return wait
 
+    def _answered(self, state: WindowState, now: float) -> None:
+        """
+        Move this attempt's mark from when it was sent to when its answer came.
+
+        kie counts a create when it *arrives*, which on a busy worker can be well after we sent
+        it; the answer's arrival is a time kie's count cannot be later than, so the window stays
+        on the safe side of kie's without guessing a margin.
+        """
+        if self._sent_at is None:
+            return
+        index = bisect.bisect_left(state.sent, self._sent_at)
+        if index < len(state.sent) and state.sent[index] == self._sent_at:
+            del state.sent[index]
+            bisect.insort(state.sent, max(now, self._sent_at))
+        self._sent_at = None
+
     def on_accepted(self, now: float) -> None:
-        """kie gave a task id: end any refusal spell and grow the allowance by one per window."""
+        """kie gave a task id: end any refusal spell and grow the allowance."""
         self.stats.accepted += 1
         self._not_sent = 0
         self._refusals_in_a_row = 0
         self.refused_since = None
-        self._allowance = min(float(self.limit), self._allowance + 1.0 / self._allowance)
+
+        def grow(state: WindowState) -> None:
+            self._answered(state, now)
+            if state.allowance is None:
+                return
+            # Additive increase: about one more create per window of accepted ones; twice as
+            # fast once two windows passed without a 429, so a lull is used.
+            step = 1.0 if now - state.last_decrease > 2 * self.window_seconds else 1.0 / state.allowance
+            state.allowance = None if state.allowance + step >= self.limit else state.allowance + step
+
+        self._window.transact(grow)
 
     def on_failure(self, error: KontextError, now: float) -> float | None:
         """
@@ -175,12 +224,20 @@ class CreatePacer:
         """
         if isinstance(error, KontextRateLimitError):
             self.stats.rate_limited += 1
-            if now - self._last_decrease >= self.window_seconds:
-                self._allowance = max(1.0, self._allowance / 2)
-                self._last_decrease = now
-            # Room may come back anywhere in the next window: aim somewhere in it, not at its start.
-            wait = self.window_seconds * (0.2 + 0.8 * self._rng())
+
+            def shrink(state: WindowState) -> None:
+                self._answered(state, now)
+                if now - state.last_decrease >= self.window_seconds:
+                    state.allowance = max(1.0, self._allowed(state) / 2)
+                    state.last_decrease = now
+
+            self._window.transact(shrink)
+            # The account's window was full when kie answered; its attempts leave within one
+            # window. Come back just past it, spread over a fifth of it so a crowd refused
+            # together does not return together.
+            wait = self.window_seconds * (1.0 + 0.2 * self._rng())
             return self._hold(now, error.retry_after, wait)
+        self._window.transact(lambda state: self._answered(state, now))
         if isinstance(error, KontextServiceUnavailableError):
             self.stats.maintenance += 1
             cap = min(MAINTENANCE_MAX_WAIT_SECONDS, max(self._policy.backoff_max, self._policy.backoff_initial))
