@@ -178,3 +178,17 @@ def test_secret_scan(run_example: Any, airflow_db: str, capfd: pytest.CaptureFix
     assert any(
         b"A ceramic coffee mug" in path.read_bytes() for path in Path(airflow_db).rglob("*.db") if path.is_file()
     )
+
+
+def test_a_refused_prompt_with_retries_costs_one_create_and_one_try(airflow_db: str, emulator: EmulatorServer) -> None:
+    dag = load_example("kontext_test_refused_prompt", TEST_DAGS_DIR).dag
+    dag_run = dag.test()
+    assert dag_run.state == "failed"
+    tries = {ti.task_id: (ti.state, ti.try_number) for ti in dag_run.get_task_instances()}
+    assert tries == {
+        "refused_deferrable": ("failed", 1),
+        "refused_blocking": ("failed", 1),
+        # The author's own policy wins: Airflow's normal retries, each paying for a new create.
+        "refused_own_policy": ("failed", 3),
+    }
+    assert emulator.stats()["creates_accepted"] == 1 + 1 + 3
