@@ -58,6 +58,10 @@ def get_provider_info() -> dict[str, Any]:
             }
         ],
         "extra-links": ["airflow_provider_kontext.links.KontextImageLink"],
+        "task-decorators": [
+            {"name": "kontext", "class-name": "airflow_provider_kontext.decorators.generate.kontext_task"},
+            {"name": "kontext_batch", "class-name": "airflow_provider_kontext.decorators.batch.kontext_batch_task"},
+        ],
         "connection-types": [
             {
                 "hook-class-name": "airflow_provider_kontext.hooks.kontext.KontextHook",
