@@ -15,6 +15,8 @@ __all__ = ["__version__", "get_provider_info"]
 
 def get_provider_info() -> dict[str, Any]:
     """Describe the provider to Airflow's ProvidersManager (the ``apache_airflow_provider`` entry point)."""
+    from airflow_provider_kontext.protocol.extras import CONN_FIELDS
+
     return {
         "package-name": "airflow-provider-kontext",
         "name": "Kie.ai Flux Kontext",
@@ -78,6 +80,8 @@ def get_provider_info() -> dict[str, Any]:
                         ),
                     },
                 },
+                # Airflow 3.2+: typed, labelled inputs for the extras (3.0/3.1 show the JSON box above).
+                "conn-fields": CONN_FIELDS,
             }
         ],
     }
