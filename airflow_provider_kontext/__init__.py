@@ -26,7 +26,8 @@ def get_provider_info() -> dict[str, Any]:
             {
                 "integration-name": "Kie.ai Flux Kontext",
                 "external-doc-url": "https://docs.kie.ai/flux-kontext-api/quickstart",
-                "tags": ["service"],
+                "how-to-guide": ["/docs/connection.md", "/docs/operators.md", "/docs/sensor.md"],
+                "tags": ["ai", "generative-ai", "service"],
             }
         ],
         "hooks": [

@@ -28,8 +28,11 @@ DEFAULT_READ_TIMEOUT: Final = 30.0
 USER_AGENT: Final = f"airflow-provider-kontext/{__version__}"
 
 #: Extras a ``kontext`` connection understands; anything else is refused, so typos show.
+#: ``max_creates_per_window``/``rate_window_seconds`` (the account's create limit) are in the
+#: connection form (``protocol/extras.py``), which writes every field it shows when saved.
 KNOWN_EXTRAS: Final = frozenset(
     {"connect_timeout", "read_timeout", "upload_base_url", "max_attempts", "backoff_initial", "backoff_max"}
+    | {"max_creates_per_window", "rate_window_seconds"}
 )
 
 
