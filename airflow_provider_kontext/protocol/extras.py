@@ -6,12 +6,15 @@ bound is the rule :class:`~airflow_provider_kontext.protocol.settings.ClientSett
 when it reads the connection, so the form refuses what the hook would refuse
 (``tests/unit/test_connection_form.py`` holds the two to each other).
 
-Imports nothing: ``get_provider_info`` returns it, and that must stay cheap.
+Imports only :mod:`~airflow_provider_kontext.protocol.defaults` (which imports nothing):
+``get_provider_info`` returns it, and that must stay cheap.
 """
 
 from __future__ import annotations
 
 from typing import Any, Final
+
+from airflow_provider_kontext.protocol.defaults import KIE_CREATES_PER_WINDOW, KIE_WINDOW_SECONDS
 
 #: Positive seconds, as the connection reader requires; empty means the default.
 _SECONDS: Final[dict[str, Any]] = {"type": ["number", "null"], "exclusiveMinimum": 0}
@@ -62,11 +65,19 @@ CONN_FIELDS: Final[dict[str, dict[str, Any]]] = {
             "The kie account's create limit: tasks created per rate window by everything that uses "
             "this connection (kie's default is 20 per 10 s; lower it to leave room for other clients)."
         ),
-        "schema": {"type": ["integer", "null"], "minimum": 1, "default": 20},
+        "schema": {"type": ["integer", "null"], "minimum": 1, "default": KIE_CREATES_PER_WINDOW},
     },
     "rate_window_seconds": {
         "label": "Rate window (s)",
         "description": "The window of the account's create limit.",
-        "schema": {**_SECONDS, "default": 10},
+        "schema": {**_SECONDS, "default": KIE_WINDOW_SECONDS},
+    },
+    "share_rate_limit": {
+        "label": "Share the rate limit on this host",
+        "description": (
+            "Every process on one host paces its creates through one shared window (a locked file), "
+            "so parallel tasks do not exceed the account's limit together."
+        ),
+        "schema": {"type": ["boolean", "null"], "default": True},
     },
 }

@@ -45,7 +45,7 @@ from airflow_provider_kontext.exceptions import (
     KontextTransportError,
     KontextValidationError,
 )
-from airflow_provider_kontext.protocol.ratelimit import KIE_WINDOW_SECONDS
+from airflow_provider_kontext.protocol.defaults import KIE_WINDOW_SECONDS
 
 if TYPE_CHECKING:
     from tenacity import RetryCallState

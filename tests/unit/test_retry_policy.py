@@ -16,7 +16,7 @@ from airflow.sdk import DAG, ExceptionRetryPolicy, RetryAction, RetryDecision, R
 from airflow_provider_kontext import exceptions as exc
 from airflow_provider_kontext.operators.batch import KontextBatchGenerateOperator
 from airflow_provider_kontext.operators.generate import KontextGenerateOperator
-from airflow_provider_kontext.protocol.ratelimit import KIE_WINDOW_SECONDS
+from airflow_provider_kontext.protocol.defaults import KIE_WINDOW_SECONDS
 from airflow_provider_kontext.protocol.retry import MAINTENANCE_RETRY_DELAY_SECONDS, TaskRetry, task_retry_advice
 from airflow_provider_kontext.retry_policy import KontextRetryPolicy
 from airflow_provider_kontext.sensors.task import KontextTaskSensor
