@@ -19,6 +19,7 @@ from airflow_provider_kontext.protocol.defaults import (
     DEFAULT_TIMEOUT_SECONDS,
 )
 from airflow_provider_kontext.protocol.schedule import PollSchedule
+from airflow_provider_kontext.task_defaults import apply_default_retry_policy
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
@@ -76,6 +77,7 @@ class KontextSubmitOperator(BaseOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        apply_default_retry_policy(self)
         self.kontext_conn_id = kontext_conn_id
         self.wait_for_completion = wait_for_completion
         self.deferrable = deferrable
