@@ -4,14 +4,15 @@ It can read task records and the credit balance and nothing else: a trigger may 
 (triggerer restart, HA takeover), so the client it uses cannot create a task by construction.
 
 Everything it knows about the protocol comes from :mod:`airflow_provider_kontext.protocol`,
-the same parsers and retry rules as the sync hook. aiohttp rather than httpx: measured here at
-~0.37 ms CPU per poll against httpx's 2-8 ms, and the triggerer's capacity depends on it.
+the same parsers and retry rules as the sync hook. aiohttp rather than httpx: its CPU per poll
+is several times lower (benchmark 1 in the repository's benchmarks), and the triggerer's
+capacity depends on it.
 
 All triggers of one connection in one triggerer process share one keep-alive
 ``ClientSession`` (:func:`shared_client`), so a thousand waiting images cost a pool of
 connections, not a thousand.
 
-A status poll is the triggerer's hot path (``benchmarks/bench_1_poll_cost.py``): a single
+A status poll is the triggerer's hot path: a single
 attempt skips tenacity's per-call machinery, the headers and each task's record-info URL are
 built once per client rather than once per request, an answer identical to the task's previous
 one is not parsed again, and a many-id wait runs a few workers instead of one task per id.
@@ -220,8 +221,8 @@ async def shared_settings(conn_id: str, *, clock: Callable[[], float] = time.mon
     :meth:`AsyncKontextClient.settings_for_connection`, shared by triggers that start together.
 
     A triggerer (re)starting a thousand waits would otherwise ask the secrets backend a thousand
-    times in the same second (each lookup ~0.4 ms of CPU with environment variables, a network
-    call with Vault or a cloud secrets manager). A lookup in flight is joined, a finished one is
+    times in the same second (a parse of an environment variable at best, a network call with
+    Vault or a cloud secrets manager). A lookup in flight is joined, a finished one is
     reused for :data:`SETTINGS_REUSE_SECONDS`, a failed one is forgotten at once, so an edited
     connection is seen by triggers that start a few seconds later and an error is never cached.
     """

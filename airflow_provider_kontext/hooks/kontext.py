@@ -37,7 +37,7 @@ from airflow_provider_kontext.exceptions import (
     KontextValidationError,
 )
 from airflow_provider_kontext.hooks._host_window import HostWindow
-from airflow_provider_kontext.protocol.defaults import DEFAULT_MAX_IMAGE_BYTES
+from airflow_provider_kontext.protocol.defaults import DEFAULT_CONN_ID, DEFAULT_MAX_IMAGE_BYTES
 from airflow_provider_kontext.protocol.envelope import (
     BASE64_UPLOAD_MAX_BYTES,
     ApiRequest,
@@ -139,7 +139,7 @@ class KontextHook(BaseHook):
     """
 
     conn_name_attr = "kontext_conn_id"
-    default_conn_name = "kontext_default"
+    default_conn_name = DEFAULT_CONN_ID
     conn_type = "kontext"
     hook_name = "Kie.ai Flux Kontext"
 
@@ -389,7 +389,6 @@ class KontextHook(BaseHook):
         *,
         timeout: float = DEFAULT_TIMEOUT_SECONDS,
         poll_interval: float = DEFAULT_POLL_INTERVAL_SECONDS,
-        first_poll_delay: float | None = None,
         schedule: PollSchedule | None = None,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.time,
@@ -397,17 +396,15 @@ class KontextHook(BaseHook):
         """
         Poll until every task is terminal or ``timeout`` seconds pass; never raises for task failures.
 
-        :param poll_interval: The longest gap between two status-check rounds.
-        :param first_poll_delay: Seconds before the first round. ``None`` (default): the
-            :class:`~airflow_provider_kontext.protocol.schedule.PollSchedule` default, which
-            skips the rounds that come before any Kontext generation can be done (the wait
-            starts right after the creates, and a batch cannot finish before its youngest
-            task); ``0`` checks at once, e.g. for tasks created long ago.
-        :param schedule: A complete schedule; overrides ``poll_interval`` and ``first_poll_delay``.
+        :param poll_interval: The longest gap between two status-check rounds; the first round
+            follows :class:`~airflow_provider_kontext.protocol.schedule.PollSchedule`'s default,
+            which skips the rounds before any Kontext generation can be done.
+        :param schedule: A complete schedule instead (e.g. ``first_delay=0`` for tasks created
+            long ago); overrides ``poll_interval``.
         """
         waiter = TaskWaiter(task_ids, end_time=clock() + timeout)
         if schedule is None:
-            schedule = PollSchedule(interval=poll_interval, first_delay=first_poll_delay)
+            schedule = PollSchedule(interval=poll_interval)
         polls = 0
         while True:
             sleep(schedule.delay(polls, now=clock(), end_time=waiter.end_time))

@@ -14,6 +14,7 @@ from airflow.sdk import BaseOperator, conf
 from airflow_provider_kontext.links import KontextImageLink
 from airflow_provider_kontext.operators.prepare import check_output_path
 from airflow_provider_kontext.protocol.defaults import (
+    DEFAULT_CONN_ID,
     DEFAULT_MAX_IMAGE_BYTES,
     DEFAULT_POLL_INTERVAL_SECONDS,
     DEFAULT_TIMEOUT_SECONDS,
@@ -65,7 +66,7 @@ class KontextSubmitOperator(BaseOperator):
     def __init__(
         self,
         *,
-        kontext_conn_id: str = "kontext_default",
+        kontext_conn_id: str = DEFAULT_CONN_ID,
         wait_for_completion: bool = True,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         poll_interval: float = DEFAULT_POLL_INTERVAL_SECONDS,

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from airflow_provider_kontext.exceptions import KontextError
 from airflow_provider_kontext.operators.prepare import check_output_path as check_output_path
-from airflow_provider_kontext.protocol.defaults import DEFAULT_MAX_IMAGE_BYTES
+from airflow_provider_kontext.protocol.defaults import DEFAULT_CONN_ID, DEFAULT_MAX_IMAGE_BYTES
 from airflow_provider_kontext.protocol.polling import TaskWaiter, WaitResult, WaitStatus
 from airflow_provider_kontext.protocol.record import TaskRecord, TaskStatus
 from airflow_provider_kontext.protocol.schedule import PollSchedule
@@ -132,7 +132,6 @@ def finish_wait(
     context: Context,
     result: WaitResult,
     *,
-    hook: KontextHook | None = None,
     allow_failed_tasks: bool = False,
     output_path: Any = None,
     output_file_name: str | None = None,
@@ -168,7 +167,7 @@ def finish_wait(
         from airflow_provider_kontext.hooks.kontext import KontextHook
 
         stored = store_images(
-            hook or KontextHook(kontext_conn_id=getattr(task, "kontext_conn_id", "kontext_default")),
+            KontextHook(kontext_conn_id=getattr(task, "kontext_conn_id", DEFAULT_CONN_ID)),
             context,
             records,
             output_path=output_path,

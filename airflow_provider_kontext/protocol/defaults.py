@@ -29,3 +29,16 @@ DEFAULT_MAX_IMAGE_BYTES: Final = 50 * 1024 * 1024
 #: kie's documented default create limit: 20 new tasks per 10 s, per account (kie raises it on request).
 KIE_CREATES_PER_WINDOW: Final = 20
 KIE_WINDOW_SECONDS: Final = 10.0
+
+#: The connection every operator, sensor, decorator and hook uses unless told otherwise.
+DEFAULT_CONN_ID: Final = "kontext_default"
+#: Where kie's API and its file-upload API live (a different host).
+DEFAULT_BASE_URL: Final = "https://api.kie.ai"
+DEFAULT_UPLOAD_BASE_URL: Final = "https://kieai.redpandaai.co"
+#: Connection extras' defaults: seconds to connect and to wait for an answer.
+DEFAULT_CONNECT_TIMEOUT: Final = 10.0
+DEFAULT_READ_TIMEOUT: Final = 30.0
+#: Connection extras' defaults: attempts per call and the jittered exponential backoff between them.
+DEFAULT_MAX_ATTEMPTS: Final = 5
+DEFAULT_BACKOFF_INITIAL: Final = 1.0
+DEFAULT_BACKOFF_MAX: Final = 30.0

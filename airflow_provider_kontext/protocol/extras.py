@@ -3,8 +3,8 @@
 Airflow 3.2+ reads this from the provider info and shows labelled, typed inputs with defaults
 and bounds instead of a bare JSON box; 3.0/3.1 keep the legacy ``ui-field-behaviour``. Each
 bound is the rule :class:`~airflow_provider_kontext.protocol.settings.ClientSettings` applies
-when it reads the connection, so the form refuses what the hook would refuse
-(``tests/unit/test_connection_form.py`` holds the two to each other).
+when it reads the connection, so the form refuses what the hook would refuse; the defaults
+are :mod:`~airflow_provider_kontext.protocol.defaults`, the reader's own.
 
 Imports only :mod:`~airflow_provider_kontext.protocol.defaults` (which imports nothing):
 ``get_provider_info`` returns it, and that must stay cheap.
@@ -14,7 +14,16 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from airflow_provider_kontext.protocol.defaults import KIE_CREATES_PER_WINDOW, KIE_WINDOW_SECONDS
+from airflow_provider_kontext.protocol.defaults import (
+    DEFAULT_BACKOFF_INITIAL,
+    DEFAULT_BACKOFF_MAX,
+    DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_MAX_ATTEMPTS,
+    DEFAULT_READ_TIMEOUT,
+    DEFAULT_UPLOAD_BASE_URL,
+    KIE_CREATES_PER_WINDOW,
+    KIE_WINDOW_SECONDS,
+)
 
 #: Positive seconds, as the connection reader requires; empty means the default.
 _SECONDS: Final[dict[str, Any]] = {"type": ["number", "null"], "exclusiveMinimum": 0}
@@ -24,7 +33,7 @@ CONN_FIELDS: Final[dict[str, dict[str, Any]]] = {
     "connect_timeout": {
         "label": "Connect timeout (s)",
         "description": "Seconds to wait for a connection to kie. A create that never connected is safe to resend.",
-        "schema": {**_SECONDS, "default": 10},
+        "schema": {**_SECONDS, "default": DEFAULT_CONNECT_TIMEOUT},
     },
     "read_timeout": {
         "label": "Read timeout (s)",
@@ -32,7 +41,7 @@ CONN_FIELDS: Final[dict[str, dict[str, Any]]] = {
             "Seconds to wait for kie's answer. A create whose answer times out is never resent: "
             "kie may have accepted (and billed) it."
         ),
-        "schema": {**_SECONDS, "default": 30},
+        "schema": {**_SECONDS, "default": DEFAULT_READ_TIMEOUT},
     },
     "upload_base_url": {
         "label": "Upload base URL",
@@ -41,23 +50,23 @@ CONN_FIELDS: Final[dict[str, dict[str, Any]]] = {
             "type": ["string", "null"],
             "format": "url",
             "pattern": "^(https?://[^/\\s]+.*)?$",
-            "default": "https://kieai.redpandaai.co",
+            "default": DEFAULT_UPLOAD_BASE_URL,
         },
     },
     "max_attempts": {
         "label": "Max attempts per call",
         "description": "Attempts per API call, the first included, for the errors that are safe to retry.",
-        "schema": {"type": ["integer", "null"], "minimum": 1, "default": 5},
+        "schema": {"type": ["integer", "null"], "minimum": 1, "default": DEFAULT_MAX_ATTEMPTS},
     },
     "backoff_initial": {
         "label": "Backoff initial (s)",
         "description": "Scale of the jittered exponential backoff between attempts.",
-        "schema": {**_SECONDS, "default": 1},
+        "schema": {**_SECONDS, "default": DEFAULT_BACKOFF_INITIAL},
     },
     "backoff_max": {
         "label": "Backoff max (s)",
         "description": "Longest single backoff sleep (kie's Retry-After is honoured up to 60 s).",
-        "schema": {**_SECONDS, "default": 30},
+        "schema": {**_SECONDS, "default": DEFAULT_BACKOFF_MAX},
     },
     "max_creates_per_window": {
         "label": "Max creates per window",

@@ -45,7 +45,12 @@ from airflow_provider_kontext.exceptions import (
     KontextTransportError,
     KontextValidationError,
 )
-from airflow_provider_kontext.protocol.defaults import KIE_WINDOW_SECONDS
+from airflow_provider_kontext.protocol.defaults import (
+    DEFAULT_BACKOFF_INITIAL,
+    DEFAULT_BACKOFF_MAX,
+    DEFAULT_MAX_ATTEMPTS,
+    KIE_WINDOW_SECONDS,
+)
 
 if TYPE_CHECKING:
     from tenacity import RetryCallState
@@ -65,9 +70,9 @@ class RetryPolicy:
     :param backoff_max: Upper bound of one backoff sleep.
     """
 
-    max_attempts: int = 5
-    backoff_initial: float = 1.0
-    backoff_max: float = 30.0
+    max_attempts: int = DEFAULT_MAX_ATTEMPTS
+    backoff_initial: float = DEFAULT_BACKOFF_INITIAL
+    backoff_max: float = DEFAULT_BACKOFF_MAX
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1:

@@ -14,17 +14,22 @@ from urllib.parse import urlsplit
 
 from airflow_provider_kontext import __version__
 from airflow_provider_kontext.exceptions import KontextConfigurationError
+from airflow_provider_kontext.protocol.defaults import (
+    DEFAULT_BACKOFF_INITIAL,
+    DEFAULT_BACKOFF_MAX,
+    DEFAULT_BASE_URL,
+    DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_MAX_ATTEMPTS,
+    DEFAULT_READ_TIMEOUT,
+    DEFAULT_UPLOAD_BASE_URL,
+    KIE_CREATES_PER_WINDOW,
+    KIE_WINDOW_SECONDS,
+)
 from airflow_provider_kontext.protocol.defaults import DEFAULT_MAX_IMAGE_BYTES as DEFAULT_MAX_IMAGE_BYTES
-from airflow_provider_kontext.protocol.defaults import KIE_CREATES_PER_WINDOW, KIE_WINDOW_SECONDS
 from airflow_provider_kontext.protocol.retry import RetryPolicy
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
-
-DEFAULT_BASE_URL: Final = "https://api.kie.ai"
-DEFAULT_UPLOAD_BASE_URL: Final = "https://kieai.redpandaai.co"
-DEFAULT_CONNECT_TIMEOUT: Final = 10.0
-DEFAULT_READ_TIMEOUT: Final = 30.0
 
 #: kie sits behind a CDN that refuses requests without a User-Agent (403 "error code: 1010").
 USER_AGENT: Final = f"airflow-provider-kontext/{__version__}"
@@ -101,9 +106,11 @@ class ClientSettings:
             ),
             read_timeout=_positive(conn_id, "read_timeout", extra.get("read_timeout"), DEFAULT_READ_TIMEOUT),
             retry_policy=RetryPolicy(
-                max_attempts=int(_positive(conn_id, "max_attempts", extra.get("max_attempts"), 5)),
-                backoff_initial=_positive(conn_id, "backoff_initial", extra.get("backoff_initial"), 1.0),
-                backoff_max=_positive(conn_id, "backoff_max", extra.get("backoff_max"), 30.0),
+                max_attempts=int(_positive(conn_id, "max_attempts", extra.get("max_attempts"), DEFAULT_MAX_ATTEMPTS)),
+                backoff_initial=_positive(
+                    conn_id, "backoff_initial", extra.get("backoff_initial"), DEFAULT_BACKOFF_INITIAL
+                ),
+                backoff_max=_positive(conn_id, "backoff_max", extra.get("backoff_max"), DEFAULT_BACKOFF_MAX),
             ),
             max_creates_per_window=_count(conn_id, "max_creates_per_window", extra.get("max_creates_per_window")),
             rate_window_seconds=_positive(

@@ -9,6 +9,7 @@ from airflow.sdk import BaseSensorOperator, PokeReturnValue, conf
 from airflow_provider_kontext.links import KontextImageLink
 from airflow_provider_kontext.operators.prepare import check_output_path
 from airflow_provider_kontext.protocol.defaults import (
+    DEFAULT_CONN_ID,
     DEFAULT_MAX_IMAGE_BYTES,
     DEFAULT_POLL_INTERVAL_SECONDS,
     DEFAULT_TIMEOUT_SECONDS,
@@ -59,7 +60,7 @@ class KontextTaskSensor(BaseSensorOperator):
         self,
         *,
         kontext_task_ids: str | list[str],
-        kontext_conn_id: str = "kontext_default",
+        kontext_conn_id: str = DEFAULT_CONN_ID,
         poll_interval: float = DEFAULT_POLL_INTERVAL_SECONDS,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         timeout: float = DEFAULT_TIMEOUT_SECONDS,

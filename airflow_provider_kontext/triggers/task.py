@@ -8,9 +8,9 @@ a task. The decision logic is :class:`~airflow_provider_kontext.protocol.polling
 shared with the blocking path of the operator and the sensor.
 
 The triggerer imports this module *on its event loop* the first time it meets the classpath, so
-the module imports nothing heavy: the aiohttp client (~0.5 s to import) is loaded by the first
-:meth:`KontextTaskTrigger.run` in a worker thread, and every other trigger in the process keeps
-running meanwhile (``tests/triggers/test_trigger_import.py``).
+the module imports nothing heavy: the aiohttp client (aiohttp takes a noticeable fraction of a
+second to import) is loaded by the first :meth:`KontextTaskTrigger.run` in a worker thread, and
+every other trigger in the process keeps running meanwhile.
 """
 
 from __future__ import annotations
