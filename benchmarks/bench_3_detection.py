@@ -76,7 +76,7 @@ def measure(base_url: str, schedule: PollSchedule, seconds: list[float]) -> tupl
 
     hook = CountingHook()
     requests_ = [GenerateRequest.from_fields(f"a harbour at night [emulator:slow={s * SCALE:.3f}]") for s in seconds]
-    ids = [outcome.task_id or "" for outcome in hook.submit_each(requests_, pacer=CreatePacer(10_000, 1.0))]
+    ids = [outcome.kie_task_id or "" for outcome in hook.submit_each(requests_, pacer=CreatePacer(10_000, 1.0))]
     result = hook.wait_for_tasks(ids, timeout=600, schedule=schedule)
     hook.close()
     assert result.status.value == "success", result.message

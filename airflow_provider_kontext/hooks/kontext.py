@@ -111,7 +111,7 @@ UploadSource = str | os.PathLike[str] | SupportsOpen
 class CreateOutcome(NamedTuple):
     """One request's create: its kie task id or the error that stopped it, and what it cost."""
 
-    task_id: str | None
+    kie_task_id: str | None
     error: KontextError | None
     stats: CreateStats
 
@@ -205,19 +205,18 @@ class KontextHook(BaseHook):
     def submit(self, request: GenerateRequest, *, pacer: CreatePacer | None = None) -> str:
         """Submit an already-validated :class:`GenerateRequest`; return the kie task id."""
         (outcome,) = self.submit_each([request], pacer=pacer, keep_going=False)
-        assert outcome.task_id is not None  # keep_going=False raises instead of yielding an error
-        return outcome.task_id
+        assert outcome.kie_task_id is not None  # keep_going=False raises instead of yielding an error
+        return outcome.kie_task_id
 
-    def get_task(self, task_id: str, *, retry: bool = True) -> TaskRecord:
+    def get_task(self, kie_task_id: str, *, retry: bool = True) -> TaskRecord:
         """The task's record; a task kie has not persisted yet reads as ``PENDING``."""
-        api_request = record_info_request(task_id)
+        api_request = record_info_request(kie_task_id)
         return self._call(
             api_request,
             lambda status, body, headers: parse_record_info_response(
                 status, body, headers, task_id=api_request.params["taskId"]
             ),
             retry=retry,
-            task_id=task_id,
         )
 
     def get_credits(self) -> float:
@@ -385,7 +384,7 @@ class KontextHook(BaseHook):
 
     def wait_for_tasks(
         self,
-        task_ids: Sequence[str],
+        kie_task_ids: Sequence[str],
         *,
         timeout: float = DEFAULT_TIMEOUT_SECONDS,
         poll_interval: float = DEFAULT_POLL_INTERVAL_SECONDS,
@@ -402,7 +401,7 @@ class KontextHook(BaseHook):
         :param schedule: A complete schedule instead (e.g. ``first_delay=0`` for tasks created
             long ago); overrides ``poll_interval``.
         """
-        waiter = TaskWaiter(task_ids, end_time=clock() + timeout)
+        waiter = TaskWaiter(kie_task_ids, end_time=clock() + timeout)
         if schedule is None:
             schedule = PollSchedule(interval=poll_interval)
         polls = 0
@@ -414,9 +413,9 @@ class KontextHook(BaseHook):
                 return outcome
             self.log.info("%s", waiter.progress())
 
-    def wait_for_task(self, task_id: str, **kwargs: Any) -> TaskRecord:
+    def wait_for_task(self, kie_task_id: str, **kwargs: Any) -> TaskRecord:
         """Wait for one task and return its record, raising the typed error if it failed or timed out."""
-        result = self.wait_for_tasks([task_id], **kwargs)
+        result = self.wait_for_tasks([kie_task_id], **kwargs)
         result.raise_for_status()
         return result.records[0]
 
@@ -633,7 +632,6 @@ class KontextHook(BaseHook):
         parse: Callable[[int, bytes, Mapping[str, str]], T],
         *,
         retry: bool = True,
-        task_id: str | None = None,
     ) -> T:
         kwargs = retry_kwargs(api_request.endpoint, self.settings.retry_policy)
         if not retry:

@@ -11,8 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator, conf
 
+from airflow_provider_kontext._tasks.prepare import check_output_path
 from airflow_provider_kontext.links import KontextImageLink
-from airflow_provider_kontext.operators.prepare import check_output_path
 from airflow_provider_kontext.protocol.defaults import (
     DEFAULT_CONN_ID,
     DEFAULT_MAX_IMAGE_BYTES,
@@ -121,8 +121,8 @@ class KontextSubmitOperator(BaseOperator):
         one) and wait out kie's 429s until the task's deadline: ``timeout`` from now, capped by
         ``execution_timeout``. The same budget then bounds the wait for the images.
         """
-        from airflow_provider_kontext.operators.ledger import submit_once
-        from airflow_provider_kontext.operators.waiting import not_created_record, wait_budget, wait_for
+        from airflow_provider_kontext._tasks.ledger import submit_once
+        from airflow_provider_kontext._tasks.waiting import not_created_record, wait_budget, wait_for
         from airflow_provider_kontext.protocol.polling import WaitResult, WaitStatus
 
         check_output_path(self.output_path, self.output_file_name)
@@ -200,7 +200,7 @@ class KontextSubmitOperator(BaseOperator):
         not_created: Mapping[str, Any] | None = None,
         create_stats: Sequence[Mapping[str, Any] | None] | None = None,
     ) -> list[dict[str, Any]]:
-        from airflow_provider_kontext.operators.waiting import finish_wait
+        from airflow_provider_kontext._tasks.waiting import finish_wait
 
         return finish_wait(
             self,

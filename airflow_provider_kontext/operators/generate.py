@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Final
 
+from airflow_provider_kontext._tasks.prepare import is_unrendered, validate_item
 from airflow_provider_kontext.operators.base import KontextSubmitOperator
-from airflow_provider_kontext.operators.prepare import is_unrendered, validate_item
 from airflow_provider_kontext.protocol.request import OPTIONAL_FIELDS
 from airflow_provider_kontext.results import TASK_ID_KEY
 
@@ -38,7 +38,7 @@ class KontextGenerateOperator(KontextSubmitOperator):
     Returns a small dict (``kie_task_id``, ``status``, ``result_image_url``, ``origin_image_url``,
     ``prompt``, ``model``, ``aspect_ratio``, ``create_time``, ``complete_time``, ...), or just the
     kie task id with ``wait_for_completion=False``. The kie task id is pushed to XCom key
-    ``kontext_task_id`` as soon as the task is created, and the image URL to
+    ``kie_task_id`` as soon as the task is created, and the image URL to
     ``result_image_url``. kie keeps images 14 days: copy them somewhere durable.
 
     On Airflow 3.3+ the kie task id is kept in the task state store, so an Airflow retry

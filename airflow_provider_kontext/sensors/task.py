@@ -6,8 +6,8 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseSensorOperator, PokeReturnValue, conf
 
+from airflow_provider_kontext._tasks.prepare import check_output_path
 from airflow_provider_kontext.links import KontextImageLink
-from airflow_provider_kontext.operators.prepare import check_output_path
 from airflow_provider_kontext.protocol.defaults import (
     DEFAULT_CONN_ID,
     DEFAULT_MAX_IMAGE_BYTES,
@@ -41,8 +41,8 @@ class KontextTaskSensor(BaseSensorOperator):
     Poke, reschedule and deferrable modes share one decision object with the trigger, so they
     cannot disagree about what "done" means.
 
-    :param kontext_task_ids: A kie task id or a list of them; typically the operator's
-        ``kontext_task_id`` XCom. Templated.
+    :param kie_task_ids: A kie task id or a list of them; typically the operator's
+        ``kie_task_id`` XCom. Templated.
     :param kontext_conn_id: The ``kontext`` Airflow connection.
     :param poll_interval: Seconds between checks (the sensor's ``poke_interval``).
     :param deferrable: Wait in the triggerer. Defaults to ``[operators] default_deferrable``.
@@ -52,14 +52,14 @@ class KontextTaskSensor(BaseSensorOperator):
     :param max_image_bytes: Refuse result files larger than this.
     """
 
-    template_fields: Sequence[str] = ("kontext_task_ids", "output_path", "output_file_name")
+    template_fields: Sequence[str] = ("kie_task_ids", "output_path", "output_file_name")
     operator_extra_links = (KontextImageLink(),)
     ui_color = "#e8d5ff"
 
     def __init__(
         self,
         *,
-        kontext_task_ids: str | list[str],
+        kie_task_ids: str | list[str],
         kontext_conn_id: str = DEFAULT_CONN_ID,
         poll_interval: float = DEFAULT_POLL_INTERVAL_SECONDS,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
@@ -72,7 +72,7 @@ class KontextTaskSensor(BaseSensorOperator):
         kwargs.setdefault("poke_interval", poll_interval)
         super().__init__(timeout=timeout, **kwargs)
         apply_default_retry_policy(self)
-        self.kontext_task_ids = kontext_task_ids
+        self.kie_task_ids = kie_task_ids
         self.kontext_conn_id = kontext_conn_id
         self.poll_interval = float(kwargs["poke_interval"])
         self.deferrable = deferrable
@@ -89,16 +89,16 @@ class KontextTaskSensor(BaseSensorOperator):
         return KontextHook(kontext_conn_id=self.kontext_conn_id)
 
     def _task_ids(self) -> list[str]:
-        ids = self.kontext_task_ids
+        ids = self.kie_task_ids
         if isinstance(ids, str):
             return [check_task_id(ids)]
         return [check_task_id(task_id) for task_id in ids]
 
     def _returns_list(self) -> bool:
-        return not isinstance(self.kontext_task_ids, str)
+        return not isinstance(self.kie_task_ids, str)
 
     def execute(self, context: Context) -> Any:
-        from airflow_provider_kontext.operators.waiting import wait_for
+        from airflow_provider_kontext._tasks.waiting import wait_for
 
         check_output_path(self.output_path, self.output_file_name)
         if not self.deferrable:
@@ -143,7 +143,7 @@ class KontextTaskSensor(BaseSensorOperator):
         return self._finish(context, result)
 
     def _finish(self, context: Context, result: WaitResult) -> Any:
-        from airflow_provider_kontext.operators.waiting import finish_wait
+        from airflow_provider_kontext._tasks.waiting import finish_wait
 
         records = finish_wait(
             self,

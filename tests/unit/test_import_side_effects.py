@@ -88,8 +88,8 @@ PARSE_TIME_FORBIDDEN = (
     "airflow_provider_kontext.protocol.envelope",
     "airflow_provider_kontext.protocol.retry",
     "airflow_provider_kontext.protocol.polling",
-    "airflow_provider_kontext.operators.waiting",
-    "airflow_provider_kontext.operators.ledger",
+    "airflow_provider_kontext._tasks.waiting",
+    "airflow_provider_kontext._tasks.ledger",
 )
 
 DAG_FACING_MODULES = (

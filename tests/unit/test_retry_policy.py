@@ -90,7 +90,7 @@ def _tasks(**task_kwargs: object) -> list[object]:
     return [
         KontextGenerateOperator(task_id="one", prompt="a fox", **task_kwargs),
         KontextBatchGenerateOperator(task_id="many", requests=[{"prompt": "a fox"}], **task_kwargs),
-        KontextTaskSensor(task_id="wait", kontext_task_ids="abc", **task_kwargs),
+        KontextTaskSensor(task_id="wait", kie_task_ids="abc", **task_kwargs),
     ]
 
 

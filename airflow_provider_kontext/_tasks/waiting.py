@@ -13,8 +13,8 @@ import time
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Final
 
+from airflow_provider_kontext._tasks.prepare import check_output_path as check_output_path
 from airflow_provider_kontext.exceptions import KontextError
-from airflow_provider_kontext.operators.prepare import check_output_path as check_output_path
 from airflow_provider_kontext.protocol.defaults import DEFAULT_CONN_ID, DEFAULT_MAX_IMAGE_BYTES
 from airflow_provider_kontext.protocol.polling import TaskWaiter, WaitResult, WaitStatus
 from airflow_provider_kontext.protocol.record import TaskRecord, TaskStatus

@@ -19,8 +19,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
+from airflow_provider_kontext._tasks.prepare import fingerprint, materialize
 from airflow_provider_kontext.exceptions import KontextError
-from airflow_provider_kontext.operators.prepare import fingerprint, materialize
 from airflow_provider_kontext.protocol.record import TaskStatus
 
 if TYPE_CHECKING:
@@ -153,11 +153,11 @@ def submit_once(
     for position, outcome in enumerate(outcomes):
         index = todo[position]
         stats[index] = outcome.stats.to_dict()
-        if outcome.task_id is None:
+        if outcome.kie_task_id is None:
             if failures is not None and outcome.error is not None:
                 failures[index] = outcome.error
             continue
-        ledger.record(index, outcome.task_id)
+        ledger.record(index, outcome.kie_task_id)
         if on_progress is not None:
             on_progress(list(ledger.ids))
     if not todo and on_progress is not None:
