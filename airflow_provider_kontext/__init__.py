@@ -58,6 +58,9 @@ def get_provider_info() -> dict[str, Any]:
             }
         ],
         "extra-links": ["airflow_provider_kontext.links.KontextImageLink"],
+        "plugins": [
+            {"name": "kontext_images", "plugin-class": "airflow_provider_kontext.ui.plugin.KontextImagesPlugin"}
+        ],
         "connection-types": [
             {
                 "hook-class-name": "airflow_provider_kontext.hooks.kontext.KontextHook",
