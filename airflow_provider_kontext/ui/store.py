@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
 from airflow_provider_kontext.results import REVIEW_ITEMS_KEY, TASK_ID_KEY, TASK_IDS_KEY
-from airflow_provider_kontext.ui.items import ImageItem, items_from_value
+from airflow_provider_kontext.ui.items import ImageItem, Source, items_from_value
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -43,7 +43,8 @@ def load_task_images(
     """
     Every task instance of the run (or of ``task_id``, or of one map index) with Kontext images.
 
-    Ordered as the task instances started, then by task id and map index.
+    Those with pictures first, then as the task instances started, by task id and map index
+    (a create that did not wait shows only its id; the sensor that collected it has the image).
     """
     from airflow.models.taskinstance import TaskInstance
     from airflow.models.xcom import XComModel
@@ -74,7 +75,14 @@ def load_task_images(
         for key, by_key in values.items()
         if (items := choose_items(by_key.items())) is not None
     ]
-    found.sort(key=lambda t: (started.get((t.task_id, t.map_index), float("inf")), t.task_id, t.map_index))
+    found.sort(
+        key=lambda t: (
+            all(item.source() is Source.NONE for item in t.items),
+            started.get((t.task_id, t.map_index), float("inf")),
+            t.task_id,
+            t.map_index,
+        )
+    )
     return found
 
 
