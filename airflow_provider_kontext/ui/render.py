@@ -27,6 +27,8 @@ if TYPE_CHECKING:
 #: The one script on the page: a kie URL that dies before its 14 days shows a note, not a broken image.
 #: Task instance states in which a created image may still be collected.
 _RUNNING_STATES: Final = frozenset({"queued", "scheduled", "running", "deferred", "up_for_retry", "up_for_reschedule"})
+#: Longer stored-copy URIs show as ``scheme://…/folder/file``.
+_LOCATION_CHARS: Final = 56
 _ON_ERROR: Final = "this.closest('figure').classList.add('broken')"
 _ON_ERROR_HASH: Final = base64.b64encode(hashlib.sha256(_ON_ERROR.encode()).digest()).decode()
 
@@ -47,8 +49,8 @@ h2 { font-size: 15px; margin: 22px 0 8px; display: flex; gap: 8px; align-items: 
 .where code { font-size: 13px; }
 .grid { display: grid; grid-template-columns: repeat(auto-fill, minmax(230px, 1fr)); gap: 14px; }
 figure { margin: 0; border: 1px solid var(--line); border-radius: 8px; overflow: hidden; background: var(--card); }
-.thumb { display: flex; align-items: center; justify-content: center; height: 190px; background: #8881; }
-.thumb img { max-width: 100%; max-height: 190px; object-fit: contain; display: block; }
+.thumb { display: flex; align-items: center; justify-content: center; height: 170px; background: #8881; }
+.thumb img { max-width: 100%; max-height: 170px; object-fit: contain; display: block; }
 .note { padding: 0 14px; text-align: center; color: var(--muted); font-size: 13px; }
 figure.broken .thumb img { display: none; }
 figure.broken .thumb::after {
@@ -140,7 +142,7 @@ def _card(dag_id: str, run_id: str, group: TaskImages, item: ImageItem, now: dat
         ("kie task id", f"<code>{escape(item.kie_task_id)}</code>" if item.kie_task_id else "none"),
         ("Model", escape(item.model or "kie default")),
         ("Aspect ratio", escape(item.aspect_ratio or "kie default")),
-        ("Stored at", f"<code>{escape(item.stored_path)}</code>" if item.stored_path else _not_stored(item, source)),
+        ("Stored at", _location(item.stored_path) if item.stored_path else _not_stored(item, source)),
     ]
     if item.error is not None:
         rows.append(("Error", f'<span class="error">{escape(item.error)}</span>'))
@@ -166,6 +168,17 @@ def _linked_image(url: str, label: str, *, external: bool) -> str:
         f'<a href="{href}" target="_blank" rel="noopener noreferrer"{extra} title="Open full size">'
         f'<img src="{href}" alt="{alt}" loading="lazy"{extra}{handler}></a>'
     )
+
+
+def _location(uri: str) -> str:
+    """A stored copy's URI, its middle elided when long (the whole of it on hover and in the page)."""
+    shown = uri
+    if len(uri) > _LOCATION_CHARS:
+        scheme, sep, rest = uri.partition("://")
+        head = f"{scheme}{sep}" if sep else ""
+        tail = "/".join((rest or uri).rsplit("/", 2)[-2:])
+        shown = f"{head}…/{tail}"
+    return f'<code title="{escape(uri, quote=True)}">{escape(shown)}</code>'
 
 
 def _count(number: int, noun: str) -> str:

@@ -113,7 +113,7 @@ def test_the_run_tab_shows_every_image_in_a_real_browser(airflow_deployment: Dep
     results = batch_results(d, images_run)
     for result in results:
         assert result["kie_task_id"] in text
-    assert results[0]["stored_path"] in text
+    assert f'title="{results[0]["stored_path"]}"' in page
     assert API_KEY not in page
     assert screenshot.stat().st_size > 10_000
 

@@ -46,7 +46,8 @@ def test_loading_the_plugin_builds_no_app() -> None:
     probe = (
         "import sys, json; import airflow.plugins_manager; before = set(sys.modules);"
         "import airflow_provider_kontext.ui.plugin;"
-        "print(json.dumps(sorted(m for m in set(sys.modules) - before if m.startswith(('airflow_provider_kontext', 'fastapi')))))"
+        "new = set(sys.modules) - before;"
+        "print(json.dumps(sorted(m for m in new if m.startswith(('airflow_provider_kontext', 'fastapi')))))"
     )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
     loaded = json.loads(out.strip().splitlines()[-1])

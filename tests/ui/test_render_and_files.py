@@ -57,6 +57,12 @@ def test_a_stored_copy_is_linked_by_index_and_a_kie_image_by_its_url() -> None:
     assert "3 images in 2 task instances" in html
 
 
+def test_a_long_stored_location_is_elided_in_the_card_and_whole_on_hover() -> None:
+    uri = "s3://bucket/" + "deep/" * 12 + "run_1/batch/-1-kie1-0.png"
+    html = page(group(result(stored_path=uri)))
+    assert f'<code title="{uri}">s3://…/batch/-1-kie1-0.png</code>' in html
+
+
 def test_every_value_from_xcom_is_escaped() -> None:
     evil = '<script>alert(1)</script>"onload="x'
     html = page(group(result(prompt=evil, model=evil, kie_task_id=evil, status="GENERATE_FAILED", error_message=evil)))
