@@ -21,7 +21,6 @@ from urllib.parse import urlsplit
 from airflow_provider_kontext.exceptions import KontextValidationError
 from airflow_provider_kontext.protocol.record import TaskRecord, TaskStatus, normalize_time
 from airflow_provider_kontext.results import NOT_CREATED_STATUS
-from airflow_provider_kontext.storage import STORAGE_SCHEMES
 
 #: kie deletes result images this long after they were generated.
 KIE_RETENTION: Final = timedelta(days=14)
@@ -168,6 +167,10 @@ def storage_uri(value: Any) -> str | None:
     """``value`` if it names a stored copy (storage URI or absolute local path), else ``None``."""
     if not isinstance(value, str) or not value.strip() or not value.isprintable():
         return None
+    # Imported here: storage's object-store machinery is not for DAG parsing (the review operator
+    # imports this module), only for the moment a result is looked at.
+    from airflow_provider_kontext.storage import STORAGE_SCHEMES
+
     text = value.strip()
     scheme = urlsplit(text).scheme.lower() if "://" in text else ""
     if scheme:

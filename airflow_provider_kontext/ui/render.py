@@ -94,7 +94,7 @@ def render_page(
     )
     if failed:
         summary += f" · {failed} failed or refused"
-    sections = [_section(dag_id, run_id, group, now) for group in groups]
+    sections = [_section(dag_id, run_id, task_groups, now) for task_groups in _by_task(groups)]
     body = "\n".join(sections) or (
         '<p class="empty">No Kontext images here. The view lists what Kontext tasks returned (or created, '
         "while they still wait); other tasks have none.</p>"
@@ -108,17 +108,30 @@ def render_page(
     )
 
 
-def _section(dag_id: str, run_id: str, group: TaskImages, now: datetime) -> str:
-    title = f"<code>{escape(group.task_id)}</code>"
-    if group.map_index >= 0:
-        title += f' <span class="badge">map index {group.map_index}</span>'
-    if group.state:
-        title += f' <span class="badge">{escape(group.state)}</span>'
-    cards = "\n".join(_card(dag_id, run_id, group, item, now) for item in group.items)
+def _section(dag_id: str, run_id: str, task_groups: list[TaskImages], now: datetime) -> str:
+    """One task: an unmapped one with its state, a mapped one with every map index's cards together."""
+    first = task_groups[0]
+    title = f"<code>{escape(first.task_id)}</code>"
+    mapped = any(group.map_index >= 0 for group in task_groups)
+    if mapped:
+        title += f' <span class="badge">mapped: {_count(len(task_groups), "instance")}</span>'
+    elif first.state:
+        title += f' <span class="badge">{escape(first.state)}</span>'
+    cards = "\n".join(
+        _card(dag_id, run_id, group, item, now, mapped=mapped) for group in task_groups for item in group.items
+    )
     return f'<section><h2>{title}</h2>\n<div class="grid">\n{cards}\n</div></section>'
 
 
-def _card(dag_id: str, run_id: str, group: TaskImages, item: ImageItem, now: datetime) -> str:
+def _by_task(groups: list[TaskImages]) -> list[list[TaskImages]]:
+    """Task instances grouped by task, in the order each task first appears."""
+    tasks: dict[str, list[TaskImages]] = {}
+    for group in groups:
+        tasks.setdefault(group.task_id, []).append(group)
+    return list(tasks.values())
+
+
+def _card(dag_id: str, run_id: str, group: TaskImages, item: ImageItem, now: datetime, *, mapped: bool) -> str:
     source = item.source(now)
     label = f"{group.task_id} #{item.index + 1}"
     if source is Source.STORED:
@@ -151,6 +164,9 @@ def _card(dag_id: str, run_id: str, group: TaskImages, item: ImageItem, now: dat
         rows.append(("Create", stats))
     details = "".join(f"<dt>{name}</dt><dd>{value}</dd>" for name, value in rows)
     prompt = escape(item.prompt) if item.prompt else "<em>no prompt recorded</em>"
+    if mapped:
+        state = f' <span class="badge">{escape(group.state)}</span>' if group.state else ""
+        prompt = f'<span class="badge">map index {group.map_index}</span>{state}<br>{prompt}'
     return (
         f'<figure class="card" data-index="{item.index}" data-source="{source.value}">'
         f'<div class="thumb">{thumb}</div>'
