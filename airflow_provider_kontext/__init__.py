@@ -15,6 +15,8 @@ __all__ = ["__version__", "get_provider_info"]
 
 def get_provider_info() -> dict[str, Any]:
     """Describe the provider to Airflow's ProvidersManager (the ``apache_airflow_provider`` entry point)."""
+    from airflow_provider_kontext.protocol.extras import CONN_FIELDS
+
     return {
         "package-name": "airflow-provider-kontext",
         "name": "Kie.ai Flux Kontext",
@@ -24,7 +26,8 @@ def get_provider_info() -> dict[str, Any]:
             {
                 "integration-name": "Kie.ai Flux Kontext",
                 "external-doc-url": "https://docs.kie.ai/flux-kontext-api/quickstart",
-                "tags": ["service"],
+                "how-to-guide": ["/docs/connection.md", "/docs/operators.md", "/docs/sensor.md"],
+                "tags": ["ai", "generative-ai", "service"],
             }
         ],
         "hooks": [
@@ -58,6 +61,10 @@ def get_provider_info() -> dict[str, Any]:
             }
         ],
         "extra-links": ["airflow_provider_kontext.links.KontextImageLink"],
+        "task-decorators": [
+            {"name": "kontext", "class-name": "airflow_provider_kontext.decorators.generate.kontext_task"},
+            {"name": "kontext_batch", "class-name": "airflow_provider_kontext.decorators.batch.kontext_batch_task"},
+        ],
         "plugins": [
             {"name": "kontext_images", "plugin-class": "airflow_provider_kontext.ui.plugin.KontextImagesPlugin"}
         ],
@@ -77,6 +84,8 @@ def get_provider_info() -> dict[str, Any]:
                         ),
                     },
                 },
+                # Airflow 3.2+: typed, labelled inputs for the extras (3.0/3.1 show the JSON box above).
+                "conn-fields": CONN_FIELDS,
             }
         ],
     }

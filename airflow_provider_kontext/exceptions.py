@@ -85,16 +85,37 @@ class KontextRateLimitError(KontextError):
     """
     kie's rate limiter dropped the request (code 429); it was not queued.
 
+    Raised by a create only once the task's deadline left no time to send it again; then
+    ``waited_seconds`` says how long the task waited and the message how many of its images
+    were created.
+
+    :param retry_after: Seconds the server asked us to wait, when it said.
+    :param waited_seconds: Seconds spent waiting out the limit before giving up, when known.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        retry_after: float | None = None,
+        waited_seconds: float | None = None,
+        **kwargs: object,
+    ) -> None:
+        self.retry_after = retry_after
+        self.waited_seconds = waited_seconds
+        super().__init__(message, **kwargs)  # type: ignore[arg-type]
+
+
+class KontextServiceUnavailableError(KontextError):
+    """
+    kie is in maintenance (code 455); the request was not processed.
+
     :param retry_after: Seconds the server asked us to wait, when it said.
     """
 
     def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: object) -> None:
         self.retry_after = retry_after
         super().__init__(message, **kwargs)  # type: ignore[arg-type]
-
-
-class KontextServiceUnavailableError(KontextError):
-    """kie is in maintenance (code 455); the request was not processed."""
 
 
 class KontextServerError(KontextError):

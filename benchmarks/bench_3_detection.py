@@ -55,7 +55,7 @@ def _get(url: str) -> Any:
 def measure(base_url: str, schedule: PollSchedule, seconds: list[float]) -> tuple[list[float], float]:
     """Create one task per generation time, wait with ``schedule``; real-equivalent latencies, calls per image."""
     from airflow_provider_kontext.hooks.kontext import KontextHook
-    from airflow_provider_kontext.protocol.ratelimit import CreateRateLimiter
+    from airflow_provider_kontext.protocol.ratelimit import CreatePacer
     from airflow_provider_kontext.protocol.request import GenerateRequest
 
     calls: dict[str, int] = {}
@@ -76,7 +76,7 @@ def measure(base_url: str, schedule: PollSchedule, seconds: list[float]) -> tupl
 
     hook = CountingHook()
     requests_ = [GenerateRequest.from_fields(f"a harbour at night [emulator:slow={s * SCALE:.3f}]") for s in seconds]
-    ids = hook.submit_many(requests_, limiter=CreateRateLimiter(10_000, 1.0))
+    ids = [outcome.task_id or "" for outcome in hook.submit_each(requests_, pacer=CreatePacer(10_000, 1.0))]
     result = hook.wait_for_tasks(ids, timeout=600, schedule=schedule)
     hook.close()
     assert result.status.value == "success", result.message

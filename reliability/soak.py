@@ -82,7 +82,8 @@ class SoakConfig:
     :param seed: Seeds the emulator's faults and the prompts (markers, generation times).
     :param time_scale: kie's seconds -> soak seconds (0.02: a 20 s generation takes 0.4 s).
     :param mode: ``deferred`` (execute, trigger, execute_complete) or ``sync`` (wait on the worker).
-    :param max_attempts: The connection's ``max_attempts`` (creates resent on 429/455 up to it).
+    :param max_attempts: The connection's ``max_attempts`` (resends of creates that never connected;
+        429/455 are resent until the task's deadline).
     :param read_timeout: The connection's read timeout; ``slow`` faults stay below it.
     """
 
@@ -184,7 +185,7 @@ def expected_create_outcome(faults: Sequence[Mapping[str, Any]], *, max_attempts
     Returns ``(error class or None if a create went through, tasks kie holds for it, why)``.
     Raises ``ValueError`` for a fault the soak has no rule for, so it can never pass by accident.
     """
-    for attempt, fault in enumerate(faults, start=1):
+    for fault in faults:
         kind = fault["kind"]
         label = f"{kind} {fault.get('code') or fault.get('status') or ''}".strip()
         code = fault.get("code") if kind == "code" else fault.get("status") if kind == "http" else None
@@ -197,9 +198,7 @@ def expected_create_outcome(faults: Sequence[Mapping[str, Any]], *, max_attempts
         if not isinstance(code, int):
             raise ValueError(f"the soak has no rule for create fault {fault!r}")
         if code in _RESEND_CODES:
-            if attempt >= max_attempts:
-                return _RESEND_CODES[code], 0, f"{label} on all {max_attempts} attempts"
-            continue
+            continue  # dropped unprocessed: resent until the task's deadline, which the soak never reaches
         if code in _REFUSED_CODES:
             return _REFUSED_CODES[code], 0, f"refused: {label}"
         if code >= 500:
@@ -281,7 +280,7 @@ def _run_batch(config: SoakConfig, requests: list[dict[str, Any]]) -> list[dict[
     from airflow.sdk.exceptions import TaskDeferred
 
     from airflow_provider_kontext.operators.batch import KontextBatchGenerateOperator
-    from airflow_provider_kontext.protocol.ratelimit import KIE_CREATES_PER_WINDOW, KIE_WINDOW_SECONDS
+    from airflow_provider_kontext.protocol.defaults import KIE_CREATES_PER_WINDOW, KIE_WINDOW_SECONDS
 
     def operator() -> KontextBatchGenerateOperator:
         return KontextBatchGenerateOperator(

@@ -65,7 +65,18 @@ def emulator(emulator_session: EmulatorServer, monkeypatch: pytest.MonkeyPatch) 
     """The shared emulator, reset, with ``kontext_default`` pointing at it."""
     emulator_session.reset(**FAST_EMULATOR)
     monkeypatch.setenv(CONN_ENV, connection_json(emulator_session.base_url))
+    forget_host_window(emulator_session.base_url)
     return emulator_session
+
+
+def forget_host_window(base_url: str, api_key: str = API_KEY) -> None:
+    """Start a test with an empty host-wide create window, as the emulator's limiter is after a reset."""
+    from airflow_provider_kontext.hooks._host_window import HostWindow
+    from airflow_provider_kontext.protocol.settings import ClientSettings
+
+    path = HostWindow(ClientSettings(api_key=api_key, base_url=base_url).account_id).path
+    if os.path.exists(path):
+        os.remove(path)
 
 
 @pytest.fixture(scope="session")

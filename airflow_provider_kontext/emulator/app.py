@@ -269,6 +269,18 @@ def create_app(config: EmulatorConfig, state: EmulatorState | None = None) -> Fa
             return _json({"error": str(exc)}, status=400)
         return _json(config.as_dict())
 
+    @app.post("/_emulator/rate-limit/other-client")
+    async def other_client(request: Request) -> Response:
+        body = await _json_body(request)
+        if not isinstance(body, dict) or not isinstance(body.get("creates"), int):
+            return _json({"error": 'body must be {"creates": N, "seconds": S or null}'}, status=400)
+        seconds = body.get("seconds")
+        try:
+            emulator.share_account(body["creates"], None if seconds is None else float(seconds))
+        except (TypeError, ValueError) as exc:
+            return _json({"error": str(exc)}, status=400)
+        return _json({"ok": True})
+
     @app.post("/_emulator/reset")
     async def reset(request: Request) -> Response:
         raw = await request.body()

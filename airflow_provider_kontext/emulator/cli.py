@@ -41,6 +41,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--credits", type=float, default=1000.0, help="starting credit balance")
     parser.add_argument("--rate-limit-creates", type=int, default=20, help="creates allowed per window")
     parser.add_argument("--rate-limit-window", type=float, default=10.0, help="rate-limit window in seconds")
+    parser.add_argument(
+        "--other-client-creates",
+        type=int,
+        default=0,
+        help="creates of every window another client of the same account uses (default: 0)",
+    )
     parser.add_argument("--webhook-hmac-key", default=None, help="sign callbacks with this HMAC key")
     parser.add_argument("--public-base-url", default=None, help="URL prefix for file URLs in answers")
     parser.add_argument("--time-format", choices=("iso", "epoch_ms"), default="iso", help="createTime format")
@@ -97,6 +103,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (OSError, RuntimeError) as exc:
         print(f"kontext-emulator: cannot start on {args.host}:{args.port}: {exc}", file=sys.stderr)
         return 1
+    if args.other_client_creates:
+        server.share_account(args.other_client_creates)
     if args.fault_rate:
         try:
             server.inject_random_faults(args.fault_rate, args.fault_seed)

@@ -167,6 +167,10 @@ class EmulatorServer:
         """Every fault applied since the last reset, with the prompt or task id it hit."""
         return self.state.applied_faults()
 
+    def share_account(self, creates: int, seconds: float | None = None) -> None:
+        """Another client of the account holds ``creates`` of every create window, for ``seconds`` or for good."""
+        self.state.share_account(creates, seconds)
+
     def reset(self, **config_overrides: Any) -> EmulatorConfig:
         """Forget all tasks, files, counters and faults; restore the initial config plus overrides."""
         return self.state.reset(**config_overrides)

@@ -287,6 +287,22 @@ class SlidingWindowLimiter:
         self._window = window
         self._clock = clock
         self._stamps: deque[float] = deque()
+        self._held = 0
+        self._held_until = 0.0
+
+    def hold(self, creates: int, seconds: float | None = None) -> None:
+        """
+        Let another client of the same account use ``creates`` of every window, for ``seconds``
+        (``None``: for good, ``0`` creates: stop). kie's limit is per account, so what others
+        send is simply not there for us; modelled as a smaller limit while it lasts.
+        """
+        if creates < 0 or (seconds is not None and seconds < 0):
+            raise ValueError("creates and seconds must not be negative")
+        self._held = creates
+        self._held_until = float("inf") if seconds is None else self._clock() + seconds
+
+    def _limit_now(self, now: float) -> int:
+        return max(self._limit - self._held, 0) if now < self._held_until else self._limit
 
     def configure(self, limit: int, window: float) -> None:
         """Change limits live; recorded acquisitions stay and count against the new limit."""
@@ -301,7 +317,7 @@ class SlidingWindowLimiter:
         """Record one acquisition and return True, or return False if the window is full."""
         now = self._clock()
         self._expire(now)
-        if len(self._stamps) >= self._limit:
+        if len(self._stamps) >= self._limit_now(now):
             return False
         self._stamps.append(now)
         return True
@@ -310,9 +326,12 @@ class SlidingWindowLimiter:
         """How long until one more acquisition would succeed (0 if it would now)."""
         now = self._clock()
         self._expire(now)
-        if len(self._stamps) < self._limit or not self._stamps:
+        limit = self._limit_now(now)
+        if len(self._stamps) < limit:
             return 0.0
-        return max(0.0, self._stamps[0] + self._window - now)
+        if not self._stamps or limit == 0:
+            return max(0.0, self._held_until - now) if self._held_until != float("inf") else self._window
+        return max(0.0, self._stamps[len(self._stamps) - limit] + self._window - now)
 
     def in_window(self) -> int:
         """Acquisitions still inside the window."""
@@ -320,8 +339,10 @@ class SlidingWindowLimiter:
         return len(self._stamps)
 
     def clear(self) -> None:
-        """Forget all acquisitions."""
+        """Forget all acquisitions and any other client's hold."""
         self._stamps.clear()
+        self._held = 0
+        self._held_until = 0.0
 
 
 class EmulatorState:
@@ -438,6 +459,11 @@ class EmulatorState:
                 return True
             self._counters["creates_rejected_rate_limit"] += 1
             return False
+
+    def share_account(self, creates: int, seconds: float | None = None) -> None:
+        """Another client of this account uses ``creates`` of each create window (see ``SlidingWindowLimiter.hold``)."""
+        with self._lock:
+            self._limiter.hold(creates, seconds)
 
     def rate_limit_seconds_until_free(self) -> float:
         """Seconds until the create window has room again."""

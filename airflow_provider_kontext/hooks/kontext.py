@@ -9,6 +9,7 @@ and when a wait is over are decided there, not here.
 
 from __future__ import annotations
 
+import dataclasses
 import mimetypes
 import os
 import re
@@ -16,7 +17,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from functools import cached_property
-from typing import IO, TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import IO, TYPE_CHECKING, Any, NamedTuple, Protocol, TypeVar
 
 import requests
 import tenacity
@@ -32,8 +33,10 @@ from airflow_provider_kontext.exceptions import (
     KontextInsufficientCreditsError,
     KontextRateLimitError,
     KontextServerError,
+    KontextServiceUnavailableError,
     KontextValidationError,
 )
+from airflow_provider_kontext.hooks._host_window import HostWindow
 from airflow_provider_kontext.protocol.defaults import DEFAULT_MAX_IMAGE_BYTES
 from airflow_provider_kontext.protocol.envelope import (
     BASE64_UPLOAD_MAX_BYTES,
@@ -65,7 +68,7 @@ from airflow_provider_kontext.protocol.polling import (
     TaskWaiter,
     WaitResult,
 )
-from airflow_provider_kontext.protocol.ratelimit import CreateRateLimiter
+from airflow_provider_kontext.protocol.ratelimit import CreatePacer, CreateStats
 from airflow_provider_kontext.protocol.request import GenerateRequest, check_http_url
 from airflow_provider_kontext.protocol.retry import retry_kwargs
 from airflow_provider_kontext.protocol.settings import ClientSettings
@@ -73,6 +76,7 @@ from airflow_provider_kontext.protocol.settings import ClientSettings
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Mapping, Sequence
 
+    from airflow_provider_kontext.protocol.ratelimit import SlidingWindow
     from airflow_provider_kontext.protocol.record import TaskRecord
 
 T = TypeVar("T")
@@ -80,7 +84,13 @@ T = TypeVar("T")
 _CHUNK = 64 * 1024
 
 #: Create failures that every further create of the batch would hit as well: stop, do not go on.
-BATCH_FATAL_ERRORS: tuple[type[KontextError], ...] = (KontextAuthError, KontextConfigurationError)
+#: A 429 or 455 escapes a create only when the task's deadline has come, which ends the others too.
+BATCH_FATAL_ERRORS: tuple[type[KontextError], ...] = (
+    KontextAuthError,
+    KontextConfigurationError,
+    KontextRateLimitError,
+    KontextServiceUnavailableError,
+)
 
 #: Folder prefix of uploads without an explicit ``upload_path``. Each upload gets its own
 #: ``<prefix>/<uuid4>`` folder because kie overwrites a file uploaded again under the same
@@ -96,6 +106,14 @@ class SupportsOpen(Protocol):
 
 #: What :meth:`KontextHook.upload_file` accepts: a local path or an object-storage path.
 UploadSource = str | os.PathLike[str] | SupportsOpen
+
+
+class CreateOutcome(NamedTuple):
+    """One request's create: its kie task id or the error that stopped it, and what it cost."""
+
+    task_id: str | None
+    error: KontextError | None
+    stats: CreateStats
 
 
 @dataclass(frozen=True)
@@ -184,11 +202,11 @@ class KontextHook(BaseHook):
         """
         return self.submit(GenerateRequest.from_fields(prompt, **fields))
 
-    def submit(self, request: GenerateRequest) -> str:
+    def submit(self, request: GenerateRequest, *, pacer: CreatePacer | None = None) -> str:
         """Submit an already-validated :class:`GenerateRequest`; return the kie task id."""
-        task_id = self._call(generate_request(request), parse_generate_response)
-        self.log.info("Created kie task %s (%s).", task_id, "edit" if request.is_edit else "text-to-image")
-        return task_id
+        (outcome,) = self.submit_each([request], pacer=pacer, keep_going=False)
+        assert outcome.task_id is not None  # keep_going=False raises instead of yielding an error
+        return outcome.task_id
 
     def get_task(self, task_id: str, *, retry: bool = True) -> TaskRecord:
         """The task's record; a task kie has not persisted yet reads as ``PENDING``."""
@@ -206,40 +224,60 @@ class KontextHook(BaseHook):
         """The account's remaining credit balance."""
         return self._call(credit_request(), parse_credit_response)
 
-    def submit_many(
+    def pacer(self, max_creates_per_window: int | None = None, rate_window_seconds: float | None = None) -> CreatePacer:
+        """
+        A create pacer for one task: the connection's account limit unless the task names its own.
+
+        With the connection's ``share_rate_limit`` (default on) every process of this host
+        that uses the same account shares one window (:mod:`._host_window`).
+        """
+        settings = self.settings
+        window: SlidingWindow | None = None
+        if settings.share_rate_limit:
+            try:
+                window = HostWindow(settings.account_id)
+            except OSError as err:
+                self.log.warning("Cannot share the create window with other processes (%s); pacing alone.", err)
+        return CreatePacer(
+            max_creates_per_window or settings.max_creates_per_window,
+            rate_window_seconds or settings.rate_window_seconds,
+            retry_policy=settings.retry_policy,
+            window=window,
+        )
+
+    def submit_each(
         self,
         requests_: Sequence[GenerateRequest],
         *,
-        limiter: CreateRateLimiter | None = None,
-        on_created: Callable[[list[str]], None] | None = None,
-        on_failed: Callable[[int, KontextError], None] | None = None,
+        pacer: CreatePacer | None = None,
+        deadline: float | None = None,
+        keep_going: bool = True,
         sleep: Callable[[float], None] = time.sleep,
-    ) -> list[str]:
+    ) -> Iterator[CreateOutcome]:
         """
-        Submit several requests in order, paced by ``limiter``; return their kie task ids in order.
+        Submit requests in order, paced to the account's limit; yield one :class:`CreateOutcome` each.
 
-        ``on_created`` sees the ids created so far after every create, so a caller can record
-        them before the next one (a failure part-way leaves those tasks created and billed).
-        Without ``on_failed`` a failed create stops the batch and raises; the ids created
-        before it are in the error message. With ``on_failed`` a create that failed on its
-        own (refused, rate limited past the retries, or with an unknown outcome, which is
-        never resent) is handed to it with its index and the batch goes on, so one bad
-        answer does not strand the images already paid for; only errors that every further
-        create would hit too (a bad key or connection) still stop it.
+        Each outcome is yielded as soon as it is known, so a caller records an id before the
+        next create (a failure part-way leaves those tasks created and billed). 429 and 455
+        answers are waited out until ``deadline`` (epoch seconds; default 15 minutes from now),
+        since kie dropped those requests unprocessed. With ``keep_going`` a create that failed on its own
+        (refused, or an unknown outcome, which is never resent) is yielded with its error and the
+        batch goes on; without it, or for errors every further create would hit too (a bad key
+        or connection, the deadline), it raises with what was created before it in the message.
         """
-        limiter = limiter or CreateRateLimiter()
+        pacer = pacer or self.pacer()
+        if deadline is None:
+            deadline = time.time() + DEFAULT_TIMEOUT_SECONDS
         created: list[str] = []
         for index, request in enumerate(requests_):
-            wait = limiter.delay()
-            if wait > 0:
-                sleep(wait)
-            limiter.record()
+            progress = f"{len(created)} of {len(requests_)} created"
+            before = dataclasses.replace(pacer.stats)
             try:
-                created.append(self.submit(request))
+                task_id = self._create(request, pacer, deadline=deadline, progress=progress, sleep=sleep)
             except KontextError as err:
-                if on_failed is not None and not isinstance(err, BATCH_FATAL_ERRORS):
+                if keep_going and not isinstance(err, BATCH_FATAL_ERRORS):
                     self.log.warning("Create %d of %d failed; the batch goes on: %s", index + 1, len(requests_), err)
-                    on_failed(index, err)
+                    yield CreateOutcome(None, err, pacer.stats.since(before))
                     continue
                 err.args = (
                     f"{err} (request {index + 1} of {len(requests_)}; {len(created)} task(s) created before it: "
@@ -247,9 +285,62 @@ class KontextHook(BaseHook):
                     *err.args[1:],
                 )
                 raise
-            if on_created is not None:
-                on_created(list(created))
-        return created
+            created.append(task_id)
+            yield CreateOutcome(task_id, None, pacer.stats.since(before))
+        stats = pacer.stats
+        if stats.attempts > stats.accepted or stats.waited_seconds >= 1:
+            self.log.info(
+                "Creates: %d accepted in %d attempt(s); %d rate limited (429), %d in maintenance (455); "
+                "%.1f s spent waiting for the account's limit.",
+                stats.accepted,
+                stats.attempts,
+                stats.rate_limited,
+                stats.maintenance,
+                stats.waited_seconds,
+            )
+
+    def _create(
+        self,
+        request: GenerateRequest,
+        pacer: CreatePacer,
+        *,
+        deadline: float,
+        progress: str,
+        sleep: Callable[[float], None],
+    ) -> str:
+        """One create: wait for a slot, send, and resend only what kie provably did not accept."""
+        api_request = generate_request(request)
+        last_refusal: KontextError | None = None
+        logged_at = float("-inf")
+        while True:
+            while (wait := pacer.acquire(time.time())) > 0:
+                now = time.time()
+                if now + wait > deadline:
+                    raise _deadline_error(pacer, last_refusal, now, deadline)
+                if last_refusal is not None and now - logged_at >= pacer.window_seconds:
+                    logged_at = now
+                    limited_for = now - (pacer.refused_since or now)
+                    self.log.warning(
+                        "Rate limited by kie%s (%s); %s; next try in %.1f s, still trying until %s.",
+                        f" for {limited_for:.0f} s" if limited_for >= 1 else "",
+                        last_refusal.code,
+                        progress,
+                        wait,
+                        _clock_time(deadline),
+                    )
+                sleep(wait)
+                pacer.stats.waited_seconds += wait
+            try:
+                status, body, headers = self._exchange(api_request)
+                task_id = parse_generate_response(status, body, headers)
+            except KontextError as err:
+                if pacer.on_failure(err, now=time.time()) is None:
+                    raise
+                last_refusal = err
+                continue
+            pacer.on_accepted(time.time())
+            self.log.info("Created kie task %s (%s).", task_id, "edit" if request.is_edit else "text-to-image")
+            return task_id
 
     def ensure_credits(self, min_credits: float) -> float:
         """Read the balance and refuse to go on below ``min_credits``, before anything is spent."""
@@ -574,6 +665,30 @@ class KontextHook(BaseHook):
         return response.status_code, response.content, response.headers
 
 
+def _deadline_error(pacer: CreatePacer, refusal: KontextError | None, now: float, deadline: float) -> KontextError:
+    """The error of a create that ran out of time waiting for the account's limit."""
+    if refusal is not None and not isinstance(refusal, KontextRateLimitError | KontextServiceUnavailableError):
+        return refusal  # a connection that could not be made: that is the cause, not the limit
+    waited = now - pacer.refused_since if pacer.refused_since is not None else pacer.stats.waited_seconds
+    cause = f"; kie's last answer: {refusal}" if refusal is not None else ""
+    error = KontextRateLimitError(
+        f"Gave up creating after waiting {waited:.0f} s for kie's rate limit: the task's deadline "
+        f"({_clock_time(deadline)}, its timeout capped by execution_timeout) leaves no time to send it again"
+        f"{cause}",
+        retry_after=getattr(refusal, "retry_after", None),
+        waited_seconds=round(waited, 1),
+        code=getattr(refusal, "code", None) or 429,
+        endpoint=Endpoint.GENERATE.label,
+    )
+    if isinstance(refusal, KontextServiceUnavailableError):
+        return KontextServiceUnavailableError(error.message, retry_after=refusal.retry_after, code=455)
+    return error
+
+
+def _clock_time(epoch: float) -> str:
+    return time.strftime("%H:%M:%S", time.localtime(epoch))
+
+
 def new_upload_path() -> str:
     """A fresh kie upload folder, ``airflow-kontext/<uuid4>``: kie overwrites same path+name."""
     return f"{UPLOAD_PATH_PREFIX}/{uuid.uuid4().hex}"
@@ -743,4 +858,4 @@ def _describe(err: requests.RequestException) -> str:
     return type(err).__name__ + (f": {err.args[0]!s:.200}" if err.args else "")
 
 
-__all__ = ["DownloadedImage", "KontextHook", "SupportsOpen", "UploadSource", "new_upload_path"]
+__all__ = ["CreateOutcome", "DownloadedImage", "KontextHook", "SupportsOpen", "UploadSource", "new_upload_path"]

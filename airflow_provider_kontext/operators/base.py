@@ -6,6 +6,7 @@ in the same way and finish in the same way; only how their items are described d
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator, conf
@@ -18,6 +19,7 @@ from airflow_provider_kontext.protocol.defaults import (
     DEFAULT_TIMEOUT_SECONDS,
 )
 from airflow_provider_kontext.protocol.schedule import PollSchedule
+from airflow_provider_kontext.task_defaults import apply_default_retry_policy
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
@@ -27,7 +29,6 @@ if TYPE_CHECKING:
     from airflow_provider_kontext.exceptions import KontextError
     from airflow_provider_kontext.hooks.kontext import KontextHook
     from airflow_provider_kontext.protocol.polling import WaitResult
-    from airflow_provider_kontext.protocol.ratelimit import CreateRateLimiter
 
 # The submit/wait/finish machinery (ledger, waiting, polling, envelope parsing, retry policy)
 # is imported inside the methods that run it: a DAG file is parsed again and again by the DAG
@@ -43,8 +44,10 @@ class KontextSubmitOperator(BaseOperator):
     :param deferrable: Wait in the triggerer, freeing the worker slot. Defaults to
         ``[operators] default_deferrable``.
     :param poll_interval: Seconds between status checks.
-    :param timeout: Seconds to wait before failing with ``KontextTimeoutError`` (capped by
-        ``execution_timeout`` when that is shorter).
+    :param timeout: The task's deadline in seconds from the start of ``execute`` (capped by
+        ``execution_timeout`` when that is shorter): creates wait out kie's rate limit until
+        it (then ``KontextRateLimitError``), and the images must be ready by it (then
+        ``KontextTimeoutError``).
     :param min_credits: Read the balance first and fail before any spend when it is lower.
     :param output_path: Copy the images here when ready (kie deletes them after 14 days): an
         ``ObjectStoragePath`` or a URI (``file:///data/images``, ``s3://bucket/prefix``,
@@ -74,6 +77,7 @@ class KontextSubmitOperator(BaseOperator):
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
+        apply_default_retry_policy(self)
         self.kontext_conn_id = kontext_conn_id
         self.wait_for_completion = wait_for_completion
         self.deferrable = deferrable
@@ -99,7 +103,8 @@ class KontextSubmitOperator(BaseOperator):
         context: Context,
         items: Sequence[Mapping[str, Any]],
         *,
-        limiter: CreateRateLimiter | None = None,
+        max_creates_per_window: int | None = None,
+        rate_window_seconds: float | None = None,
         on_progress: Callable[[list[str | None]], None] | None = None,
         keep_going: bool = False,
     ) -> Any:
@@ -110,17 +115,31 @@ class KontextSubmitOperator(BaseOperator):
         ``keep_going`` a create that fails on its own does not stop the others: the item is
         reported as ``NOT_CREATED`` with its typed error, and the images already paid for are
         still waited for (across a deferral too, through the resume kwargs).
+
+        Creates are paced to the account's limit (the connection's, unless the arguments name
+        one) and wait out kie's 429s until the task's deadline: ``timeout`` from now, capped by
+        ``execution_timeout``. The same budget then bounds the wait for the images.
         """
         from airflow_provider_kontext.operators.ledger import submit_once
         from airflow_provider_kontext.operators.waiting import not_created_record, wait_budget, wait_for
         from airflow_provider_kontext.protocol.polling import WaitResult, WaitStatus
 
         check_output_path(self.output_path, self.output_file_name)
+        budget = wait_budget(self.timeout, self.execution_timeout)
+        deadline = time.time() + budget
         hook = self.hook
         if self.min_credits is not None:
             hook.ensure_credits(self.min_credits)
         failures: dict[int, KontextError] | None = {} if keep_going else None
-        ids, all_new = submit_once(context, hook, items, limiter=limiter, on_progress=on_progress, failures=failures)
+        ids, all_new, create_stats = submit_once(
+            context,
+            hook,
+            items,
+            pacer=hook.pacer(max_creates_per_window, rate_window_seconds),
+            deadline=deadline,
+            on_progress=on_progress,
+            failures=failures,
+        )
         not_created = {str(index): not_created_record(items[index], err) for index, err in (failures or {}).items()}
         if not self.wait_for_completion:
             if self.deferrable:
@@ -131,7 +150,10 @@ class KontextSubmitOperator(BaseOperator):
             return ids
         if not ids:
             nothing = WaitResult(WaitStatus.FAILED, (), f"None of the {len(items)} create(s) succeeded.")
-            return self.finish(context, nothing, not_created=not_created)
+            return self.finish(context, nothing, not_created=not_created, create_stats=create_stats)
+        resume_kwargs: dict[str, Any] = {"create_stats": create_stats}
+        if not_created:
+            resume_kwargs["not_created"] = not_created
         result = wait_for(
             self,
             hook,
@@ -139,23 +161,34 @@ class KontextSubmitOperator(BaseOperator):
             kontext_conn_id=self.kontext_conn_id,
             deferrable=self.deferrable,
             poll_interval=self.poll_interval,
-            budget=wait_budget(self.timeout, self.execution_timeout),
+            budget=max(deadline - time.time(), 1.0),
             just_created=all_new,
-            resume_kwargs={"not_created": not_created} if not_created else None,
+            resume_kwargs=resume_kwargs,
         )
-        return self.finish(context, result, not_created=not_created)
+        return self.finish(context, result, not_created=not_created, create_stats=create_stats)
 
     def execute_complete(
-        self, context: Context, event: dict[str, Any] | None = None, not_created: dict[str, Any] | None = None
+        self,
+        context: Context,
+        event: dict[str, Any] | None = None,
+        not_created: dict[str, Any] | None = None,
+        create_stats: list[dict[str, Any] | None] | None = None,
     ) -> Any:
         """Resume after the trigger: validate its event, then succeed or raise the typed error."""
         from airflow_provider_kontext.protocol.polling import WaitResult
 
-        return self.finish(context, WaitResult.from_event(event), not_created=not_created)
+        return self.finish(context, WaitResult.from_event(event), not_created=not_created, create_stats=create_stats)
 
-    def finish(self, context: Context, result: WaitResult, *, not_created: Mapping[str, Any] | None = None) -> Any:
+    def finish(
+        self,
+        context: Context,
+        result: WaitResult,
+        *,
+        not_created: Mapping[str, Any] | None = None,
+        create_stats: Sequence[Mapping[str, Any] | None] | None = None,
+    ) -> Any:
         """The return value of a finished wait; subclasses shape it."""
-        return self.finish_records(context, result, not_created=not_created)
+        return self.finish_records(context, result, not_created=not_created, create_stats=create_stats)
 
     def finish_records(
         self,
@@ -164,6 +197,7 @@ class KontextSubmitOperator(BaseOperator):
         *,
         allow_failed_tasks: bool = False,
         not_created: Mapping[str, Any] | None = None,
+        create_stats: Sequence[Mapping[str, Any] | None] | None = None,
     ) -> list[dict[str, Any]]:
         from airflow_provider_kontext.operators.waiting import finish_wait
 
@@ -176,4 +210,5 @@ class KontextSubmitOperator(BaseOperator):
             output_file_name=self.output_file_name,
             max_image_bytes=self.max_image_bytes,
             not_created=not_created,
+            create_stats=create_stats,
         )

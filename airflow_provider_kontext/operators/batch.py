@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_provider_kontext.operators.base import KontextSubmitOperator
 from airflow_provider_kontext.operators.prepare import contains_unrendered, validate_items
-from airflow_provider_kontext.protocol.ratelimit import KIE_CREATES_PER_WINDOW, KIE_WINDOW_SECONDS, CreateRateLimiter
+from airflow_provider_kontext.protocol.ratelimit import check_rate_limit
 from airflow_provider_kontext.results import TASK_IDS_KEY
 
 if TYPE_CHECKING:
@@ -43,13 +43,14 @@ class KontextBatchGenerateOperator(KontextSubmitOperator):
     :param wait_for_completion: Wait for every image (default) or return the ids once created.
     :param deferrable: Wait in the triggerer. Defaults to ``[operators] default_deferrable``.
     :param poll_interval: Seconds between status-check rounds.
-    :param timeout: Seconds to wait for the whole batch.
+    :param timeout: Seconds for the whole batch, creates (waiting out kie's rate limit) and images.
     :param fail_on_any_failure: Fail the task if any image failed (default); with ``False``
         return every item with its own ``status``/``error_code``/``error_message``.
-    :param max_creates_per_window: Creates allowed per ``rate_window_seconds`` (kie: 20 per
-        10 s per account; lower it when several batches share an account, raise it if kie
-        raised yours).
-    :param rate_window_seconds: The rate-limit window.
+    :param max_creates_per_window: The account's create limit per ``rate_window_seconds``;
+        default the connection's ``max_creates_per_window`` extra (kie's default: 20 per 10 s).
+        Set it where kie raised your account's limit; tasks sharing an account need no lower
+        value, they adapt (see the README's "Sharing one kie account").
+    :param rate_window_seconds: The rate-limit window; default the connection's.
     :param min_credits: Read the balance first and fail before any spend below it.
     :param output_path: Copy every image there when ready (see :class:`KontextGenerateOperator`).
         File names default to ``{dag_id}/{run_id}/{task_id}/{map_index}-{kie_task_id}-{index}.{ext}``.
@@ -65,8 +66,8 @@ class KontextBatchGenerateOperator(KontextSubmitOperator):
         *,
         requests: list[dict[str, Any]],
         fail_on_any_failure: bool = True,
-        max_creates_per_window: int = KIE_CREATES_PER_WINDOW,
-        rate_window_seconds: float = KIE_WINDOW_SECONDS,
+        max_creates_per_window: int | None = None,
+        rate_window_seconds: float | None = None,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -74,7 +75,8 @@ class KontextBatchGenerateOperator(KontextSubmitOperator):
         self.fail_on_any_failure = fail_on_any_failure
         self.max_creates_per_window = max_creates_per_window
         self.rate_window_seconds = rate_window_seconds
-        CreateRateLimiter(max_creates_per_window, rate_window_seconds)
+        if max_creates_per_window is not None or rate_window_seconds is not None:
+            check_rate_limit(max_creates_per_window or 1, rate_window_seconds or 1.0)
         if isinstance(requests, list) and not contains_unrendered(requests):
             validate_items(requests)  # static batches fail at parse time, not mid-run
 
@@ -84,7 +86,8 @@ class KontextBatchGenerateOperator(KontextSubmitOperator):
         return self.submit_and_wait(
             context,
             self.requests,
-            limiter=CreateRateLimiter(self.max_creates_per_window, self.rate_window_seconds),
+            max_creates_per_window=self.max_creates_per_window,
+            rate_window_seconds=self.rate_window_seconds,
             on_progress=lambda ids_so_far: ti.xcom_push(key=TASK_IDS_KEY, value=ids_so_far),
             # Reporting per item means a refused or ambiguous create is one item's failure,
             # not a reason to abandon the images already paid for.
@@ -92,10 +95,19 @@ class KontextBatchGenerateOperator(KontextSubmitOperator):
         )
 
     def finish(
-        self, context: Context, result: WaitResult, *, not_created: Mapping[str, Any] | None = None
+        self,
+        context: Context,
+        result: WaitResult,
+        *,
+        not_created: Mapping[str, Any] | None = None,
+        create_stats: Sequence[Mapping[str, Any] | None] | None = None,
     ) -> list[dict[str, Any]]:
         records: list[dict[str, Any]] = self.finish_records(
-            context, result, allow_failed_tasks=not self.fail_on_any_failure, not_created=not_created
+            context,
+            result,
+            allow_failed_tasks=not self.fail_on_any_failure,
+            not_created=not_created,
+            create_stats=create_stats,
         )
         if self.min_credits is not None:
             try:

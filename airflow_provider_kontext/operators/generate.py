@@ -61,7 +61,8 @@ class KontextGenerateOperator(KontextSubmitOperator):
     :param deferrable: Wait in the triggerer, freeing the worker slot. Defaults to
         ``[operators] default_deferrable``.
     :param poll_interval: Seconds between status checks.
-    :param timeout: Seconds to wait for the image before failing with ``KontextTimeoutError``.
+    :param timeout: Seconds for the create (waiting out kie's rate limit: ``KontextRateLimitError``)
+        and the image (``KontextTimeoutError``), capped by ``execution_timeout``.
     :param min_credits: Read the balance first and fail before any spend when it is lower.
     :param output_path: Copy the image here when it is ready (kie deletes it after 14 days): an
         ``ObjectStoragePath`` or a URI (``file:///data/images``, ``s3://bucket/prefix``,
@@ -149,6 +150,11 @@ class KontextGenerateOperator(KontextSubmitOperator):
         return outcome[0] if not self.wait_for_completion else outcome
 
     def finish(
-        self, context: Context, result: WaitResult, *, not_created: Mapping[str, Any] | None = None
+        self,
+        context: Context,
+        result: WaitResult,
+        *,
+        not_created: Mapping[str, Any] | None = None,
+        create_stats: Sequence[Mapping[str, Any] | None] | None = None,
     ) -> dict[str, Any]:
-        return self.finish_records(context, result, not_created=not_created)[0]
+        return self.finish_records(context, result, not_created=not_created, create_stats=create_stats)[0]

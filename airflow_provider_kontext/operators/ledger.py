@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
 
     from airflow_provider_kontext.hooks.kontext import KontextHook
-    from airflow_provider_kontext.protocol.ratelimit import CreateRateLimiter
+    from airflow_provider_kontext.protocol.ratelimit import CreatePacer
 
 #: The state-store key. Never rename it: in-flight task instances written by an older version
 #: would lose their ids and pay again.
@@ -111,12 +111,15 @@ class SubmissionLedger:
 
 
 class Submitted(NamedTuple):
-    """What :func:`submit_once` did: the usable ids in item order, and whether all are brand new."""
+    """What :func:`submit_once` did, per item in item order."""
 
+    #: The usable kie task ids, in item order, skipping items whose create failed.
     ids: list[str]
     #: True when every id was created by this call (none re-attached): such tasks cannot be
     #: done yet, so the wait may skip its first checks (see :class:`.PollSchedule`).
     all_new: bool
+    #: What each item's create cost (:meth:`CreateStats.to_dict`); ``None`` for a re-attached item.
+    create_stats: list[dict[str, Any] | None]
 
 
 def submit_once(
@@ -124,7 +127,8 @@ def submit_once(
     hook: KontextHook,
     items: Sequence[Mapping[str, Any]],
     *,
-    limiter: CreateRateLimiter | None = None,
+    pacer: CreatePacer | None = None,
+    deadline: float | None = None,
     on_progress: Callable[[list[str | None]], None] | None = None,
     failures: dict[int, KontextError] | None = None,
 ) -> Submitted:
@@ -135,7 +139,7 @@ def submit_once(
     upload are uploaded only for the items actually created. ``on_progress`` sees the ids
     (``None`` for not yet created) after every create. With ``failures`` given, an item whose
     create failed is recorded there by its index in ``items`` and the others still go out
-    (see :meth:`KontextHook.submit_many`); the returned ids then skip those items.
+    (see :meth:`KontextHook.submit_each`); the returned ids then skip those items.
     """
     ledger = SubmissionLedger(context, [fingerprint(item) for item in items])
     if ledger.load():
@@ -143,22 +147,20 @@ def submit_once(
     todo = ledger.missing()
     if todo and len(todo) < len(items):
         hook.log.info("Creating %d of %d kie task(s); the rest re-attach.", len(todo), len(items))
-
-    failed_so_far: list[int] = []
-
-    def created(ids_so_far: list[str]) -> None:
-        # Creates go out one at a time, in order: this one is request number (created + failed).
-        ledger.record(todo[len(ids_so_far) + len(failed_so_far) - 1], ids_so_far[-1])
+    stats: list[dict[str, Any] | None] = [None] * len(items)
+    requests = [materialize(hook, items[index]) for index in todo]
+    outcomes = hook.submit_each(requests, pacer=pacer, deadline=deadline, keep_going=failures is not None)
+    for position, outcome in enumerate(outcomes):
+        index = todo[position]
+        stats[index] = outcome.stats.to_dict()
+        if outcome.task_id is None:
+            if failures is not None and outcome.error is not None:
+                failures[index] = outcome.error
+            continue
+        ledger.record(index, outcome.task_id)
         if on_progress is not None:
             on_progress(list(ledger.ids))
-
-    def failed(position: int, err: KontextError) -> None:
-        failed_so_far.append(position)
-        if failures is not None:
-            failures[todo[position]] = err
-
-    requests = [materialize(hook, items[index]) for index in todo]
-    hook.submit_many(requests, limiter=limiter, on_created=created, on_failed=failed if failures is not None else None)
     if not todo and on_progress is not None:
         on_progress(list(ledger.ids))
-    return Submitted([task_id for task_id in ledger.ids if task_id is not None], all_new=len(todo) == len(items))
+    ids = [task_id for task_id in ledger.ids if task_id is not None]
+    return Submitted(ids, all_new=len(todo) == len(items), create_stats=stats)

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlsplit
 
 from airflow_provider_kontext.exceptions import KontextValidationError
-from airflow_provider_kontext.protocol.request import GenerateRequest
+from airflow_provider_kontext.protocol.request import OPTIONAL_FIELDS, GenerateRequest
 
 if TYPE_CHECKING:
     from airflow_provider_kontext.hooks.kontext import KontextHook
@@ -92,6 +92,25 @@ def validate_item(fields: Mapping[str, Any], *, prefix: str | None = None) -> Ge
         return GenerateRequest.from_fields(**candidate)
     except KontextValidationError as err:
         raise _named(err, prefix) from None
+
+
+def returned_fields(value: Any, *, decorator: str, prefix: str | None = None) -> dict[str, Any]:
+    """
+    A decorated function's return value as generate fields: a prompt string, or a dict of fields.
+
+    Only the shape is checked here; :func:`validate_item` then checks every field, so a bad
+    value fails with the same error, naming the same field, as the operator's argument would.
+    """
+    if isinstance(value, str):
+        return {"prompt": value}
+    if isinstance(value, Mapping):
+        return dict(value)
+    field = prefix or "prompt"
+    raise KontextValidationError(
+        f"{decorator}: {field} must be the prompt (a string) or a dict of generate fields "
+        f"(prompt, {', '.join(OPTIONAL_FIELDS)}), got {type(value).__name__}.",
+        field=field,
+    )
 
 
 def validate_items(items: Any) -> list[GenerateRequest]:

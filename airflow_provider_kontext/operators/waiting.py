@@ -138,6 +138,7 @@ def finish_wait(
     output_file_name: str | None = None,
     max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES,
     not_created: Mapping[str, Any] | None = None,
+    create_stats: Sequence[Mapping[str, Any] | None] | None = None,
 ) -> list[dict[str, Any]]:
     """
     End a wait on the worker: raise the typed error, or store the images and publish the results.
@@ -147,6 +148,8 @@ def finish_wait(
     ``stored_path``, and the task's declared outlets get an Asset event listing the files.
     ``not_created`` (input index as a string -> :func:`not_created_record`) puts the items
     whose create failed back in their places, so results stay in request order.
+    ``create_stats`` (one per item, ``None`` where the item re-attached) joins each result as
+    ``create_stats``: what getting it created cost (attempts, 429s, seconds waited).
     """
     task.log.info("%s", result.message)
     if not_created:
@@ -158,6 +161,9 @@ def finish_wait(
         waited = iter(records)
         total = len(records) + len(not_created)
         records = [dict(not_created[str(i)]) if str(i) in not_created else next(waited) for i in range(total)]
+    if create_stats is not None and len(create_stats) == len(records):
+        for record, stats in zip(records, create_stats, strict=True):
+            record["create_stats"] = dict(stats) if stats is not None else None
     if output_path is not None:
         from airflow_provider_kontext.hooks.kontext import KontextHook
 

@@ -25,3 +25,7 @@ DEFAULT_NOT_FOUND_GRACE_SECONDS: Final = 60.0
 
 #: Refuse result files larger than this; a Kontext image is a few MB at most.
 DEFAULT_MAX_IMAGE_BYTES: Final = 50 * 1024 * 1024
+
+#: kie's documented default create limit: 20 new tasks per 10 s, per account (kie raises it on request).
+KIE_CREATES_PER_WINDOW: Final = 20
+KIE_WINDOW_SECONDS: Final = 10.0

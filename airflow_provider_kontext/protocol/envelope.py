@@ -297,8 +297,8 @@ def error_for_envelope(endpoint: Endpoint, envelope: Envelope, *, task_id: str |
     if key == 500 and "tolerance" in envelope.msg.lower():
         # kie reuses code 500 for "safety tolerance out of range": permanent, not a server fault.
         return KontextValidationError(message, field="safety_tolerance", **common)
-    if cls is KontextRateLimitError:
-        return KontextRateLimitError(message, retry_after=envelope.retry_after, **common)
+    if cls in (KontextRateLimitError, KontextServiceUnavailableError):
+        return cls(message, retry_after=envelope.retry_after, **common)
     return cls(message, **common)
 
 

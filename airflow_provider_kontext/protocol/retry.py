@@ -16,23 +16,36 @@ never retried.
 
 The sync hook runs these rules through :class:`tenacity.Retrying`, the async client through
 :class:`tenacity.AsyncRetrying`, built from the same :func:`retry_kwargs`, so the two cannot drift.
+
+The same knowledge decides whether an *Airflow* retry of the whole task may help
+(:func:`task_retry_advice`, used by :class:`~airflow_provider_kontext.retry_policy.KontextRetryPolicy`):
+a retry re-creates, and pays again for, every image whose task failed.
 """
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from enum import Enum
+from typing import TYPE_CHECKING, Any, Final
 
 from tenacity import retry_if_exception, stop_after_attempt, wait_random_exponential
 
 from airflow_provider_kontext.exceptions import (
+    KontextAuthError,
+    KontextContentPolicyError,
+    KontextError,
+    KontextFeatureDisabledError,
+    KontextInsufficientCreditsError,
     KontextRateLimitError,
     KontextResponseError,
     KontextServerError,
     KontextServiceUnavailableError,
+    KontextSubmissionOutcomeUnknownError,
     KontextTransportError,
+    KontextValidationError,
 )
+from airflow_provider_kontext.protocol.defaults import KIE_WINDOW_SECONDS
 
 if TYPE_CHECKING:
     from tenacity import RetryCallState
@@ -116,3 +129,79 @@ def retry_kwargs(endpoint: Endpoint, policy: RetryPolicy) -> dict[str, Any]:
         "before_sleep": _log_retry,
         "reraise": True,
     }
+
+
+# ---------------------------------------------------------------------------------------------
+# Airflow retries of a whole task (``retry_policy=``, Airflow 3.3+)
+#
+# The rules above decide whether one HTTP call is sent again. An Airflow retry re-runs the whole
+# task: it re-creates every image whose task failed, so it pays again. These rules decide, per
+# error, whether that can help; the Airflow side (KontextRetryPolicy) only translates them.
+
+
+class TaskRetry(Enum):
+    """What an Airflow retry of the whole task should do after an error."""
+
+    FAIL = "fail"
+    """Fail now: a new try would meet the same error, or could pay twice."""
+    RETRY = "retry"
+    """Retry after :attr:`TaskRetryAdvice.delay` (still within the task's ``retries``)."""
+    DEFAULT = "default"
+    """Nothing kie-specific to say: Airflow's normal retry behaviour."""
+
+
+@dataclass(frozen=True)
+class TaskRetryAdvice:
+    """
+    The retry advice for one error.
+
+    :param action: Fail, retry, or leave it to Airflow.
+    :param delay: Seconds before the retry (``RETRY`` only); ``None`` keeps the task's ``retry_delay``.
+    :param reason: Why, in words for the task log.
+    """
+
+    action: TaskRetry
+    delay: float | None = None
+    reason: str | None = None
+
+
+#: How long kie's maintenance (code 455) is waited out before a retry. kie publishes no figure;
+#: a retry sooner than a few minutes would most likely spend one of the task's retries on the
+#: same maintenance window.
+MAINTENANCE_RETRY_DELAY_SECONDS: Final = 300.0
+
+#: Errors a new try cannot fix, with the reason given in the task log. First match wins.
+_FAIL_AT_ONCE: Final[tuple[tuple[type[KontextError], str], ...]] = (
+    (
+        KontextSubmissionOutcomeUnknownError,
+        "kie may have created (and billed) the task whose answer was lost; a retry could pay twice",
+    ),
+    (KontextContentPolicyError, "kie's moderation refused the request; a retry would pay for the same refusal"),
+    (KontextValidationError, "the request is invalid; a retry would send the same request"),
+    (KontextAuthError, "kie refused the API key; fix the connection"),
+    (KontextInsufficientCreditsError, "the kie account has too few credits"),
+    (KontextFeatureDisabledError, "the feature is disabled for this kie account"),
+)
+
+
+def task_retry_advice(error: BaseException) -> TaskRetryAdvice:
+    """
+    Whether an Airflow retry of the whole task may help after ``error``, and when to make it.
+
+    * fail at once on what a new try would meet again (content policy, validation, auth, credits,
+      a disabled feature) and on a create whose outcome is unknown (a retry could pay twice);
+    * on kie's rate limit, retry after its ``Retry-After`` (or one rate window when it gave
+      none: the limit has reset by then); on maintenance, after
+      :data:`MAINTENANCE_RETRY_DELAY_SECONDS`. Both mean kie dropped the request unprocessed;
+    * anything else (timeouts, failed generations, transport errors, bugs): Airflow's default.
+    """
+    for error_class, reason in _FAIL_AT_ONCE:
+        if isinstance(error, error_class):
+            return TaskRetryAdvice(TaskRetry.FAIL, reason=f"{type(error).__name__}: {reason}.")
+    if isinstance(error, KontextRateLimitError):
+        delay = error.retry_after if error.retry_after is not None else KIE_WINDOW_SECONDS
+        return TaskRetryAdvice(TaskRetry.RETRY, delay, f"kie rate limit: retrying after {delay:g} s.")
+    if isinstance(error, KontextServiceUnavailableError):
+        delay = MAINTENANCE_RETRY_DELAY_SECONDS
+        return TaskRetryAdvice(TaskRetry.RETRY, delay, f"kie is in maintenance: retrying after {delay:g} s.")
+    return TaskRetryAdvice(TaskRetry.DEFAULT)

@@ -7,6 +7,7 @@ settings object in a log line or a traceback shows no secret.
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlsplit
@@ -14,6 +15,7 @@ from urllib.parse import urlsplit
 from airflow_provider_kontext import __version__
 from airflow_provider_kontext.exceptions import KontextConfigurationError
 from airflow_provider_kontext.protocol.defaults import DEFAULT_MAX_IMAGE_BYTES as DEFAULT_MAX_IMAGE_BYTES
+from airflow_provider_kontext.protocol.defaults import KIE_CREATES_PER_WINDOW, KIE_WINDOW_SECONDS
 from airflow_provider_kontext.protocol.retry import RetryPolicy
 
 if TYPE_CHECKING:
@@ -29,7 +31,17 @@ USER_AGENT: Final = f"airflow-provider-kontext/{__version__}"
 
 #: Extras a ``kontext`` connection understands; anything else is refused, so typos show.
 KNOWN_EXTRAS: Final = frozenset(
-    {"connect_timeout", "read_timeout", "upload_base_url", "max_attempts", "backoff_initial", "backoff_max"}
+    {
+        "connect_timeout",
+        "read_timeout",
+        "upload_base_url",
+        "max_attempts",
+        "backoff_initial",
+        "backoff_max",
+        "max_creates_per_window",
+        "rate_window_seconds",
+        "share_rate_limit",
+    }
 )
 
 
@@ -44,6 +56,11 @@ class ClientSettings:
     read_timeout: float = DEFAULT_READ_TIMEOUT
     retry_policy: RetryPolicy = field(default_factory=RetryPolicy)
     user_agent: str = USER_AGENT
+    #: The account's create limit (kie's default; kie raises it on request).
+    max_creates_per_window: int = KIE_CREATES_PER_WINDOW
+    rate_window_seconds: float = KIE_WINDOW_SECONDS
+    #: Share the create window with every process of this host that uses the same account.
+    share_rate_limit: bool = True
 
     @classmethod
     def from_connection_fields(
@@ -88,7 +105,23 @@ class ClientSettings:
                 backoff_initial=_positive(conn_id, "backoff_initial", extra.get("backoff_initial"), 1.0),
                 backoff_max=_positive(conn_id, "backoff_max", extra.get("backoff_max"), 30.0),
             ),
+            max_creates_per_window=_count(conn_id, "max_creates_per_window", extra.get("max_creates_per_window")),
+            rate_window_seconds=_positive(
+                conn_id, "rate_window_seconds", extra.get("rate_window_seconds"), KIE_WINDOW_SECONDS
+            ),
+            share_rate_limit=_flag(conn_id, "share_rate_limit", extra.get("share_rate_limit"), True),
         )
+
+    @property
+    def account_id(self) -> str:
+        """
+        A stable, non-reversible name for the kie account (base URL + key), e.g. for a lock file.
+
+        Two connections with the same key share kie's limit, so the key, hashed, is what names
+        the account; the hash is never the key and cannot be turned back into it.
+        """
+        digest = hashlib.sha256(f"{self.base_url}\n{self.api_key}".encode()).hexdigest()
+        return digest[:32]
 
     def url_for(self, path: str, *, upload: bool = False) -> str:
         return (self.upload_base_url if upload else self.base_url) + path
@@ -137,3 +170,25 @@ def _positive(conn_id: str, name: str, value: Any, default: float) -> float:
             f"Connection {conn_id!r}: extra {name} must be a positive number, got {value!r}."
         )
     return number
+
+
+def _flag(conn_id: str, name: str, value: Any, default: bool) -> bool:
+    if value is None or value == "":
+        return default
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("true", "1", "yes", "on"):
+        return True
+    if text in ("false", "0", "no", "off"):
+        return False
+    raise KontextConfigurationError(f"Connection {conn_id!r}: extra {name} must be true or false, got {value!r}.")
+
+
+def _count(conn_id: str, name: str, value: Any) -> int:
+    if value is None or value == "":
+        return KIE_CREATES_PER_WINDOW
+    number = _positive(conn_id, name, value, KIE_CREATES_PER_WINDOW)
+    if number != int(number):
+        raise KontextConfigurationError(f"Connection {conn_id!r}: extra {name} must be a whole number, got {value!r}.")
+    return int(number)

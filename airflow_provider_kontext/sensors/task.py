@@ -14,6 +14,7 @@ from airflow_provider_kontext.protocol.defaults import (
     DEFAULT_TIMEOUT_SECONDS,
 )
 from airflow_provider_kontext.protocol.request import check_task_id
+from airflow_provider_kontext.task_defaults import apply_default_retry_policy
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -69,6 +70,7 @@ class KontextTaskSensor(BaseSensorOperator):
     ) -> None:
         kwargs.setdefault("poke_interval", poll_interval)
         super().__init__(timeout=timeout, **kwargs)
+        apply_default_retry_policy(self)
         self.kontext_task_ids = kontext_task_ids
         self.kontext_conn_id = kontext_conn_id
         self.poll_interval = float(kwargs["poke_interval"])

@@ -20,7 +20,13 @@ from tests.conftest import API_KEY, EXAMPLES_DIR, TEST_DAGS_DIR
 
 pytestmark = pytest.mark.dagtest
 
-KONTEXT_TASK_TYPES = ("KontextGenerateOperator", "KontextTaskSensor", "KontextBatchGenerateOperator")
+KONTEXT_TASK_TYPES = (
+    "KontextGenerateOperator",
+    "KontextTaskSensor",
+    "KontextBatchGenerateOperator",
+    "_KontextDecoratedOperator",
+    "_KontextBatchDecoratedOperator",
+)
 HAS_TASK_STATE_STORE = importlib.util.find_spec("airflow.sdk._shared.state") is not None
 
 
@@ -137,6 +143,34 @@ def test_fan_out(run_example: Any, emulator: EmulatorServer, deferrable: bool) -
     assert len(deferrals) == (len(prompts) if deferrable else 0)
 
 
+@pytest.mark.parametrize("deferrable", [True, False], ids=["deferrable", "blocking"])
+def test_taskflow(run_example: Any, emulator: EmulatorServer, deferrable: bool) -> None:
+    module, values, deferrals = run_example("example_kontext_taskflow", deferrable=deferrable)
+    shots = [values[("product_shot", index, "return_value")] for index in range(len(module.PRODUCTS))]
+    assert [shot["prompt"] for shot in shots] == [
+        f"Studio photo of a {product} on a white background, soft shadow" for product in module.PRODUCTS
+    ]
+    for index, shot in enumerate(shots):
+        assert shot["status"] == "SUCCESS"
+        assert shot["aspect_ratio"] == "1:1"
+        # The operator's XComs, pushed by the decorated task too.
+        assert values[("product_shot", index, "kontext_task_id")] == shot["kie_task_id"]
+        assert values[("product_shot", index, "result_image_url")] == shot["result_image_url"]
+        assert_image(shot["stored_path"].removeprefix("file://"), "PNG", 1.0)
+    hero = values[("hero_shot", -1, "return_value")]
+    scene = values[("lifestyle_scene", -1, "return_value")]
+    assert scene["input_image"] == hero["result_image_url"]
+    assert scene["aspect_ratio"] == "4:3"
+    banners = values[("sale_banners", -1, "return_value")]
+    assert [banner["prompt"] for banner in banners] == [
+        f"Wide web banner for a {product} sale, flat illustration" for product in module.PRODUCTS
+    ]
+    assert all(Path(banner["stored_path"].removeprefix("file://")).is_file() for banner in banners)
+    assert emulator.stats()["creates_accepted"] == 3 + 1 + 1 + 3
+    # One deferral per image task: three mapped shots, the hero, the scene, and one for the batch.
+    assert len(deferrals) == (6 if deferrable else 0)
+
+
 def test_airflow_retries_reattach_instead_of_paying_again(airflow_db: str, emulator: EmulatorServer) -> None:
     emulator.configure(generation_seconds=1.2)
     dag = load_example("kontext_test_retry_reattach", TEST_DAGS_DIR).dag
@@ -158,6 +192,7 @@ EXAMPLES = [
     "example_kontext_edit_with_sensor",
     "example_kontext_fan_out",
     "example_kontext_content_pipeline",
+    "example_kontext_taskflow",
 ]
 
 
@@ -178,3 +213,18 @@ def test_secret_scan(run_example: Any, airflow_db: str, capfd: pytest.CaptureFix
     assert any(
         b"A ceramic coffee mug" in path.read_bytes() for path in Path(airflow_db).rglob("*.db") if path.is_file()
     )
+
+
+def test_a_refused_prompt_with_retries_costs_one_create_and_one_try(airflow_db: str, emulator: EmulatorServer) -> None:
+    dag = load_example("kontext_test_refused_prompt", TEST_DAGS_DIR).dag
+    dag_run = dag.test()
+    assert dag_run.state == "failed"
+    tries = {ti.task_id: (ti.state, ti.try_number) for ti in dag_run.get_task_instances()}
+    assert tries == {
+        "refused_deferrable": ("failed", 1),
+        "refused_blocking": ("failed", 1),
+        "refused_decorated": ("failed", 1),
+        # The author's own policy wins: Airflow's normal retries, each paying for a new create.
+        "refused_own_policy": ("failed", 3),
+    }
+    assert emulator.stats()["creates_accepted"] == 1 + 1 + 1 + 3

@@ -59,7 +59,9 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> 
     report = outcome.get_result()
     if not report.failed:
         return
-    deployment = getattr(item, "funcargs", {}).get("airflow_deployment")
+    funcargs = getattr(item, "funcargs", {})
+    # The LocalExecutor deployment, or the distributed one (test_distributed.py's Cluster).
+    deployment = funcargs.get("airflow_deployment") or getattr(funcargs.get("distributed"), "deployment", None)
     if deployment is None:
         return
     deployment.failed = True

@@ -1,9 +1,12 @@
 """A real Airflow 3 deployment on one machine: the e2e tests and the worker-slot benchmark share it.
 
-Four components (api-server, scheduler, dag-processor, triggerer) run as separate processes on a
-throwaway SQLite home with the LocalExecutor, next to a ``kontext-emulator`` console script. The
-DAG folder is a throwaway directory of symlinks, so each caller deploys exactly the DAG files it
-needs (the examples, a test-only DAG, a benchmark DAG) without one folder serving all of them.
+By default four components (api-server, scheduler, dag-processor, triggerer) run as separate
+processes on a throwaway SQLite home with the LocalExecutor, next to a ``kontext-emulator``
+console script. :class:`DeploymentSpec` changes the executor, the metadata DB and the component
+list: the distributed test runs the CeleryExecutor on Postgres (:mod:`tests.e2e.services`) with
+two Celery workers and two triggerers. The DAG folder is a throwaway directory of symlinks, so
+each caller deploys exactly the DAG files it needs (the examples, a test-only DAG, a benchmark
+DAG) without one folder serving all of them.
 
 Nothing here imports pytest or ``tests/conftest.py`` (whose import sets in-process Airflow
 settings): the benchmark runs it outside pytest. Failures raise :class:`DeploymentError`, an
@@ -32,7 +35,6 @@ import psutil
 import requests
 
 BIN_DIR = Path(sys.executable).parent
-COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
 TERMINAL_RUN_STATES = frozenset({"success", "failed"})
 
 # Bounded waits, generous for a loaded 2-core machine.
@@ -154,6 +156,28 @@ class KilledProcess:
 
 
 @dataclass(frozen=True)
+class Component:
+    """One Airflow process of the deployment.
+
+    :param name: Its key in :attr:`Deployment.processes` and the name of its log file.
+    :param command: The ``airflow`` sub-command and its arguments, e.g. ``("celery", "worker")``
+        (the api-server gets ``--host``/``--port`` added).
+    :param env: Environment of this process only (e.g. its own log-server port).
+    :param autostart: Started by :func:`deploy`; otherwise the caller starts it when it wants.
+    """
+
+    name: str
+    command: tuple[str, ...]
+    env: Mapping[str, str] = field(default_factory=dict)
+    autostart: bool = True
+
+
+#: The LocalExecutor deployment: one process per component.
+COMPONENTS = ("api-server", "scheduler", "dag-processor", "triggerer")
+LOCAL_COMPONENTS = tuple(Component(name, (name,)) for name in COMPONENTS)
+
+
+@dataclass(frozen=True)
 class DeploymentSpec:
     """What to deploy.
 
@@ -163,6 +187,10 @@ class DeploymentSpec:
     :param emulator_args: Extra ``kontext-emulator`` flags.
     :param parallelism: ``[core] parallelism``: LocalExecutor worker processes (each ~150 MB).
     :param extra_env: More environment for every component (wins over the defaults).
+    :param executor: ``[core] executor``.
+    :param database_url: The metadata DB's SQLAlchemy URL; ``None``: a SQLite file in the home.
+    :param components: The Airflow processes to run.
+    :param service_logs: Logs of services the caller runs (Postgres, Redis), for the diagnostics.
     :param users: Simple auth manager users (name -> role, e.g. ``{"admin": "admin"}``): requests
         then need credentials, and :attr:`Deployment.http` carries the first admin's token.
         Empty: every request is an admin (``simple_auth_manager_all_admins``).
@@ -174,6 +202,10 @@ class DeploymentSpec:
     emulator_args: Sequence[str] = ("--generation-seconds", "3", "--image-long-side", "256")
     parallelism: int = 2
     extra_env: Mapping[str, str] = field(default_factory=dict)
+    executor: str = "LocalExecutor"
+    database_url: str | None = None
+    components: Sequence[Component] = LOCAL_COMPONENTS
+    service_logs: Mapping[str, Path] = field(default_factory=dict)
     users: Mapping[str, str] = field(default_factory=dict)
 
 
@@ -188,6 +220,7 @@ class Deployment:
     output_dir: Path
     env: dict[str, str]
     logs: dict[str, Path]
+    components: dict[str, Component] = field(default_factory=dict)
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     http: requests.Session = field(default_factory=requests.Session)
     failed: bool = False
@@ -237,16 +270,46 @@ class Deployment:
         parts += [f"----- {name} -----\n{text}" for name, text in self.log_tails(40).items()]
         return "\n".join(parts)
 
+    def alive_jobs(self, job_type: str) -> list[dict[str, Any]]:
+        """The jobs of ``job_type`` (``TriggererJob``, ``SchedulerJob``, ...) whose heartbeat is fresh."""
+        answer = self.api_json("GET", "/api/v2/jobs", params={"job_type": job_type, "is_alive": True, "limit": 100})
+        jobs: list[dict[str, Any]] = answer["jobs"]
+        return jobs
+
+    def trigger_logs(
+        self, dag_id: str, run_id: str, task_id: str, map_index: int = -1, attempt: int = 1
+    ) -> dict[int, str]:
+        """The triggerer logs of one task instance try, by triggerer job id (one file per job)."""
+        task_dir = self.home / "logs" / f"dag_id={dag_id}" / f"run_id={run_id}" / f"task_id={task_id}"
+        if map_index >= 0:
+            task_dir = task_dir / f"map_index={map_index}"
+        logs: dict[int, str] = {}
+        for path in task_dir.glob(f"attempt={attempt}.log.trigger.*.log"):
+            logs[int(path.name.rsplit(".", 2)[1])] = path.read_text(encoding="utf-8", errors="replace")
+        return logs
+
+    def wait_log(self, name: str, needle: str, timeout: float) -> None:
+        """Wait until component ``name`` wrote ``needle`` to its log (e.g. Celery's "ready.")."""
+
+        def written() -> bool:
+            if name in self.dead_components():
+                code = self.processes[name].returncode
+                raise DeploymentError(f"{name} exited (code {code}):\n{tail(self.logs[name])}")
+            return needle in self.logs[name].read_text(encoding="utf-8", errors="replace")
+
+        wait_for(f"{name} to log {needle!r}", timeout, written, every=0.5, diagnostics=self.diagnostics)
+
     # ------------------------------------------------------------------ components
 
     def start_component(self, name: str, *, log_name: str | None = None) -> subprocess.Popen[bytes]:
-        """Start ``airflow <name>`` (again), logging to ``<log_name or name>.log``."""
+        """Start the component ``name`` (again), logging to ``<log_name or name>.log``."""
+        component = self.components[name]
         log_name = log_name or name
-        argv = [str(BIN_DIR / "airflow"), name]
-        if name == "api-server":
+        argv = [str(BIN_DIR / "airflow"), *component.command]
+        if component.command[0] == "api-server":
             argv += ["--host", "127.0.0.1", "--port", self.base_url.rsplit(":", 1)[1]]
         log = self.run_dir / f"{log_name}.log"
-        proc = start(argv, self.env, log, self.run_dir)
+        proc = start(argv, {**self.env, **component.env}, log, self.run_dir)
         self.logs[log_name] = log
         self.processes[name] = proc
         self.started.append(proc)
@@ -324,6 +387,11 @@ class Deployment:
         return state
 
 
+def fired_events(trigger_log: str) -> list[dict[str, Any]]:
+    """The "Trigger fired event" records of a trigger log (JSON lines)."""
+    return [json.loads(line) for line in trigger_log.splitlines() if '"Trigger fired event"' in line]
+
+
 def run_path(dag_id: str, run_id: str, suffix: str = "") -> str:
     """REST path of a DAG run (``suffix`` appended, e.g. ``/taskInstances``)."""
     return f"/api/v2/dags/{dag_id}/dagRuns/{quote(run_id, safe='')}{suffix}"
@@ -346,7 +414,7 @@ def start_emulator(run_dir: Path, env: Mapping[str, str], spec: DeploymentSpec) 
 
 @contextlib.contextmanager
 def deploy(run_dir: Path, spec: DeploymentSpec) -> Iterator[Deployment]:
-    """Migrate a fresh SQLite home, start the emulator and the four components; stop all on exit.
+    """Migrate a fresh metadata DB, start the emulator and the components; stop all on exit.
 
     Yields once the api-server answers its health check (the DAGs may not be parsed yet).
     On a failure the caller sets ``deployment.failed``; the component logs are then printed.
@@ -374,13 +442,13 @@ def deploy(run_dir: Path, spec: DeploymentSpec) -> Iterator[Deployment]:
     # Own ports for everything, so parallel runs on one machine do not collide (the log servers
     # default to the fixed ports 8793/8794).
     api_port, worker_log_port, trigger_log_port = free_ports(3)
-    db = f"sqlite:///{home / 'airflow.db'}"
+    db = spec.database_url or f"sqlite:///{home / 'airflow.db'}"
     env = {
         **base_env,
         "AIRFLOW_HOME": str(home),
         "AIRFLOW__CORE__DAGS_FOLDER": str(dags_dir),
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
-        "AIRFLOW__CORE__EXECUTOR": "LocalExecutor",
+        "AIRFLOW__CORE__EXECUTOR": spec.executor,
         "AIRFLOW__CORE__PARALLELISM": str(spec.parallelism),
         **auth_env,
         "AIRFLOW__CORE__SQL_ALCHEMY_CONN": db,
@@ -406,7 +474,8 @@ def deploy(run_dir: Path, spec: DeploymentSpec) -> Iterator[Deployment]:
         home=home,
         output_dir=output_dir,
         env=env,
-        logs={"emulator": run_dir / "emulator.log"},
+        logs={"emulator": run_dir / "emulator.log", **spec.service_logs},
+        components={component.name: component for component in spec.components},
         started=[emulator],
         passwords=passwords,
     )
@@ -425,8 +494,9 @@ def deploy(run_dir: Path, spec: DeploymentSpec) -> Iterator[Deployment]:
             if migrate.returncode != 0:
                 raise DeploymentError(f"airflow db migrate failed:\n{tail(run_dir / 'db-migrate.log')}")
             migrated_at = time.monotonic() - t0
-            for name in COMPONENTS:
-                deployment.start_component(name)
+            for component in spec.components:
+                if component.autostart:
+                    deployment.start_component(component.name)
 
             def healthy() -> bool:
                 dead = deployment.dead_components()

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 
-from tests.e2e.deployment import REQUEST_TIMEOUT, Deployment, run_path, wait_for
+from tests.e2e.deployment import REQUEST_TIMEOUT, Deployment, fired_events, run_path, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(720)]
 
@@ -45,15 +45,7 @@ def xcom(d: Deployment, run_id: str, key: str, map_index: int) -> Any:
 
 def trigger_logs(d: Deployment, run_id: str, map_index: int) -> dict[int, str]:
     """The triggerer logs of one mapped task instance, by triggerer job id (one file per job)."""
-    task_dir = d.home / "logs" / f"dag_id={DAG_ID}" / f"run_id={run_id}" / "task_id=generate"
-    logs: dict[int, str] = {}
-    for path in (task_dir / f"map_index={map_index}").glob("attempt=1.log.trigger.*.log"):
-        logs[int(path.name.rsplit(".", 2)[1])] = path.read_text(encoding="utf-8", errors="replace")
-    return logs
-
-
-def fired_events(log: str) -> list[dict[str, Any]]:
-    return [json.loads(line) for line in log.splitlines() if '"Trigger fired event"' in line]
+    return d.trigger_logs(DAG_ID, run_id, "generate", map_index)
 
 
 def test_kill_9_of_the_triggerer_mid_wait_loses_nothing_and_pays_nothing_twice(

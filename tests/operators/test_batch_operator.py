@@ -13,7 +13,6 @@ from airflow_provider_kontext import exceptions as exc
 from airflow_provider_kontext.emulator import EmulatorServer
 from airflow_provider_kontext.operators.batch import KontextBatchGenerateOperator
 from airflow_provider_kontext.operators.generate import KontextGenerateOperator
-from airflow_provider_kontext.protocol.ratelimit import CreateRateLimiter
 from tests.conftest import DictStateStore, requests_to
 from tests.operators.test_generate_operator import context
 
@@ -132,19 +131,6 @@ def test_a_batch_of_100_keeps_to_the_rate_limit(emulator: EmulatorServer) -> Non
     assert stats["creates_rejected_rate_limit"] == 0
     assert requests_to(emulator, "generate") == 100, "no 429, so no resend"
     assert elapsed >= 4 * 1.0, "100 creates at 20 per window need at least 4 full windows"
-
-
-def test_rate_limiter_window() -> None:
-    now = [0.0]
-    limiter = CreateRateLimiter(2, 10.0, clock=lambda: now[0])
-    assert limiter.delay() == 0
-    limiter.record()
-    limiter.record()
-    assert limiter.delay() == pytest.approx(10.25)
-    now[0] = 10.25
-    assert limiter.delay() == 0
-    with pytest.raises(ValueError):
-        CreateRateLimiter(0)
 
 
 def test_a_retry_recreates_only_the_failed_items(emulator: EmulatorServer) -> None:

@@ -1,0 +1,1 @@
+"""TaskFlow decorators: ``@task.kontext`` and ``@task.kontext_batch`` (registered through the provider info)."""

@@ -1,0 +1,24 @@
+"""The api-server of a real deployment serves the connection form's typed extra fields (Airflow 3.2+)."""
+
+from __future__ import annotations
+
+import pytest
+
+from airflow_provider_kontext.protocol.extras import CONN_FIELDS
+from tests.e2e.deployment import Deployment
+
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
+
+
+def test_the_connection_form_metadata_endpoint_serves_the_typed_extras(airflow_deployment: Deployment) -> None:
+    hooks = airflow_deployment.api_json("GET", "/ui/connections/hook_meta")
+    (kontext,) = [hook for hook in hooks if hook["connection_type"] == "kontext"]
+    assert kontext["hook_name"] == "Kie.ai Flux Kontext"
+    fields = kontext["extra_fields"]
+    assert set(fields) == set(CONN_FIELDS)
+    for name, spec in CONN_FIELDS.items():
+        assert fields[name]["schema"]["title"] == spec["label"]
+        assert fields[name]["value"] == spec["schema"]["default"]
+        assert fields[name]["description"] == spec["description"]
+    assert kontext["standard_fields"]["password"]["title"] == "API Key"
+    assert kontext["standard_fields"]["login"]["hidden"] is True
