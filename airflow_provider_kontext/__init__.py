@@ -65,6 +65,9 @@ def get_provider_info() -> dict[str, Any]:
             {"name": "kontext", "class-name": "airflow_provider_kontext.decorators.generate.kontext_task"},
             {"name": "kontext_batch", "class-name": "airflow_provider_kontext.decorators.batch.kontext_batch_task"},
         ],
+        "plugins": [
+            {"name": "kontext_images", "plugin-class": "airflow_provider_kontext.ui.plugin.KontextImagesPlugin"}
+        ],
         "connection-types": [
             {
                 "hook-class-name": "airflow_provider_kontext.hooks.kontext.KontextHook",

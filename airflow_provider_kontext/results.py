@@ -16,6 +16,8 @@ TASK_IDS_KEY: Final = "kie_task_ids"
 RESULT_IMAGE_URL_KEY: Final = "result_image_url"
 #: Every result image URL, in the order the tasks were given.
 RESULT_IMAGE_URLS_KEY: Final = "result_image_urls"
+#: The items a ``KontextReviewOperator`` put in front of a reviewer, each with its ``review`` decision.
+REVIEW_ITEMS_KEY: Final = "kontext_review_items"
 #: ``status`` of a batch item whose create failed (``fail_on_any_failure=False``): no kie task.
 NOT_CREATED_STATUS: Final = "NOT_CREATED"
 

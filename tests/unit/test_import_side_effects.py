@@ -96,6 +96,7 @@ DAG_FACING_MODULES = (
     "airflow_provider_kontext.operators.generate",
     "airflow_provider_kontext.operators.batch",
     "airflow_provider_kontext.sensors.task",
+    "airflow_provider_kontext.operators.review",
 )
 
 
