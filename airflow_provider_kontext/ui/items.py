@@ -92,7 +92,7 @@ def items_from_value(value: Any, *, ids_allowed: bool = False) -> list[ImageItem
 
     Understands a result dict (generate operator, one-id sensor), a list of them (batch, sensor
     with several ids; ``None`` entries allowed) and, with ``ids_allowed``, kie task ids as the
-    operators push them before waiting (``kontext_task_id``/``kontext_task_ids``). Plain
+    operators push them before waiting (``kie_task_id``/``kie_task_ids``). Plain
     strings are ids only there: any other task may return a string.
     """
     if is_result_record(value):

@@ -173,8 +173,8 @@ def test_a_review_list_wins_over_the_return_value_and_ids_fill_in_while_waiting(
     reviewed = [record(review="approved"), record(kie_task_id="kie-2", review="rejected")]
     items = choose_items([("return_value", [record()]), ("kontext_review_items", reviewed)]) or []
     assert [item.review for item in items] == ["approved", "rejected"]
-    waiting = choose_items([("kontext_task_ids", ["kie-1", "kie-2"]), ("kontext_task_id", "kie-1")]) or []
+    waiting = choose_items([("kie_task_ids", ["kie-1", "kie-2"]), ("kie_task_id", "kie-1")]) or []
     assert [item.kie_task_id for item in waiting] == ["kie-1", "kie-2"]
     assert choose_items([("return_value", "just a string")]) is None
-    ids_only = choose_items([("return_value", "kie-7"), ("kontext_task_id", "kie-7")]) or []
+    ids_only = choose_items([("return_value", "kie-7"), ("kie_task_id", "kie-7")]) or []
     assert [item.kie_task_id for item in ids_only] == ["kie-7"]

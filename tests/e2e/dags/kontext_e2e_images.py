@@ -52,4 +52,4 @@ with DAG(
     created = KontextGenerateOperator(
         task_id="create", prompt="A bowl of ramen, top-down food photo", aspect_ratio="4:3", wait_for_completion=False
     )
-    KontextTaskSensor(task_id="wait", kontext_task_ids=created.output, deferrable=False, poll_interval=2)
+    KontextTaskSensor(task_id="wait", kie_task_ids=created.output, deferrable=False, poll_interval=2)
