@@ -3,7 +3,7 @@
 It can read task records and the credit balance and nothing else: a trigger may run twice
 (triggerer restart, HA takeover), so the client it uses cannot create a task by construction.
 
-Everything it knows about the protocol comes from :mod:`airflow_provider_kontext.protocol`,
+Everything it knows about the protocol comes from :mod:`airflow_provider_kontext._protocol`,
 the same parsers and retry rules as the sync hook. aiohttp rather than httpx: its CPU per poll
 is several times lower (benchmark 1 in the repository's benchmarks), and the triggerer's
 capacity depends on it.
@@ -32,8 +32,7 @@ import aiohttp
 import tenacity
 from yarl import URL
 
-from airflow_provider_kontext.exceptions import KontextError
-from airflow_provider_kontext.protocol.envelope import (
+from airflow_provider_kontext._protocol.envelope import (
     ApiRequest,
     Endpoint,
     TransportFailure,
@@ -43,14 +42,15 @@ from airflow_provider_kontext.protocol.envelope import (
     record_info_request,
     transport_error,
 )
-from airflow_provider_kontext.protocol.retry import retry_kwargs
-from airflow_provider_kontext.protocol.settings import ClientSettings
+from airflow_provider_kontext._protocol.retry import retry_kwargs
+from airflow_provider_kontext._protocol.settings import ClientSettings
+from airflow_provider_kontext.exceptions import KontextError
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Mapping
 
-    from airflow_provider_kontext.protocol.polling import TaskWaiter, WaitResult
-    from airflow_provider_kontext.protocol.record import TaskRecord
+    from airflow_provider_kontext._protocol.polling import TaskWaiter, WaitResult
+    from airflow_provider_kontext._protocol.record import TaskRecord
 
 T = TypeVar("T")
 

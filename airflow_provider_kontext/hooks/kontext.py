@@ -1,8 +1,8 @@
 """``KontextHook``: the kie API over ``requests`` + ``tenacity`` for workers.
 
-A thin transport around :mod:`airflow_provider_kontext.protocol`: it turns each
-:class:`~airflow_provider_kontext.protocol.envelope.ApiRequest` into an HTTP exchange, maps
-``requests`` failures onto :class:`~airflow_provider_kontext.protocol.envelope.TransportFailure`
+A thin transport around :mod:`airflow_provider_kontext._protocol`: it turns each
+:class:`~airflow_provider_kontext._protocol.envelope.ApiRequest` into an HTTP exchange, maps
+``requests`` failures onto :class:`~airflow_provider_kontext._protocol.envelope.TransportFailure`
 and hands the raw answer back to the protocol's parsers. What is retried, how answers are read
 and when a wait is over are decided there, not here.
 """
@@ -25,20 +25,8 @@ from airflow.providers.common.compat.sdk import BaseHook
 from requests.adapters import HTTPAdapter
 from urllib3.exceptions import NewConnectionError
 
-from airflow_provider_kontext.exceptions import (
-    KontextAuthError,
-    KontextConfigurationError,
-    KontextDownloadError,
-    KontextError,
-    KontextInsufficientCreditsError,
-    KontextRateLimitError,
-    KontextServerError,
-    KontextServiceUnavailableError,
-    KontextValidationError,
-)
-from airflow_provider_kontext.hooks._host_window import HostWindow
-from airflow_provider_kontext.protocol.defaults import DEFAULT_CONN_ID, DEFAULT_MAX_IMAGE_BYTES
-from airflow_provider_kontext.protocol.envelope import (
+from airflow_provider_kontext._protocol.defaults import DEFAULT_CONN_ID, DEFAULT_MAX_IMAGE_BYTES
+from airflow_provider_kontext._protocol.envelope import (
     BASE64_UPLOAD_MAX_BYTES,
     ApiRequest,
     Endpoint,
@@ -61,23 +49,35 @@ from airflow_provider_kontext.protocol.envelope import (
     upload_stream_request,
     upload_url_request,
 )
-from airflow_provider_kontext.protocol.polling import (
+from airflow_provider_kontext._protocol.polling import (
     DEFAULT_POLL_INTERVAL_SECONDS,
     DEFAULT_TIMEOUT_SECONDS,
     PollSchedule,
     TaskWaiter,
     WaitResult,
 )
-from airflow_provider_kontext.protocol.ratelimit import CreatePacer, CreateStats
-from airflow_provider_kontext.protocol.request import GenerateRequest, check_http_url
-from airflow_provider_kontext.protocol.retry import retry_kwargs
-from airflow_provider_kontext.protocol.settings import ClientSettings
+from airflow_provider_kontext._protocol.ratelimit import CreatePacer, CreateStats
+from airflow_provider_kontext._protocol.request import GenerateRequest, check_http_url
+from airflow_provider_kontext._protocol.retry import retry_kwargs
+from airflow_provider_kontext._protocol.settings import ClientSettings
+from airflow_provider_kontext.exceptions import (
+    KontextAuthError,
+    KontextConfigurationError,
+    KontextDownloadError,
+    KontextError,
+    KontextInsufficientCreditsError,
+    KontextRateLimitError,
+    KontextServerError,
+    KontextServiceUnavailableError,
+    KontextValidationError,
+)
+from airflow_provider_kontext.hooks._host_window import HostWindow
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Mapping, Sequence
 
-    from airflow_provider_kontext.protocol.ratelimit import SlidingWindow
-    from airflow_provider_kontext.protocol.record import TaskRecord
+    from airflow_provider_kontext._protocol.ratelimit import SlidingWindow
+    from airflow_provider_kontext._protocol.record import TaskRecord
 
 T = TypeVar("T")
 
@@ -175,7 +175,7 @@ class KontextHook(BaseHook):
     def session(self) -> requests.Session:
         """One keep-alive session per hook. No Authorization here: it is added per API call only."""
         session = requests.Session()
-        # No hidden urllib3 retries: every resend decision goes through protocol.retry.
+        # No hidden urllib3 retries: every resend decision goes through _protocol.retry.
         adapter = HTTPAdapter(max_retries=0, pool_connections=4, pool_maxsize=16)
         session.mount("http://", adapter)
         session.mount("https://", adapter)
@@ -396,7 +396,7 @@ class KontextHook(BaseHook):
         Poll until every task is terminal or ``timeout`` seconds pass; never raises for task failures.
 
         :param poll_interval: The longest gap between two status-check rounds; the first round
-            follows :class:`~airflow_provider_kontext.protocol.schedule.PollSchedule`'s default,
+            follows :class:`~airflow_provider_kontext._protocol.schedule.PollSchedule`'s default,
             which skips the rounds before any Kontext generation can be done.
         :param schedule: A complete schedule instead (e.g. ``first_delay=0`` for tasks created
             long ago); overrides ``poll_interval``.

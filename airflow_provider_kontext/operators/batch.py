@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from airflow_provider_kontext._protocol.ratelimit import check_rate_limit
 from airflow_provider_kontext._tasks.prepare import contains_unrendered, validate_items
 from airflow_provider_kontext.operators.base import KontextSubmitOperator
-from airflow_provider_kontext.protocol.ratelimit import check_rate_limit
 from airflow_provider_kontext.results import TASK_IDS_KEY
 
 if TYPE_CHECKING:
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
     from airflow.providers.common.compat.sdk import Context
 
-    from airflow_provider_kontext.protocol.polling import (
+    from airflow_provider_kontext._protocol.polling import (
         WaitResult,
     )
 

@@ -2,16 +2,16 @@
 
 The create request is sent on the worker, once; the wait happens in the triggerer (deferrable)
 or on the worker (blocking), both decided by the same
-:class:`~airflow_provider_kontext.protocol.polling.TaskWaiter`.
+:class:`~airflow_provider_kontext._protocol.polling.TaskWaiter`.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Final
 
+from airflow_provider_kontext._protocol.request import OPTIONAL_FIELDS
 from airflow_provider_kontext._tasks.prepare import is_unrendered, validate_item
 from airflow_provider_kontext.operators.base import KontextSubmitOperator
-from airflow_provider_kontext.protocol.request import OPTIONAL_FIELDS
 from airflow_provider_kontext.results import TASK_ID_KEY
 
 if TYPE_CHECKING:
@@ -19,8 +19,8 @@ if TYPE_CHECKING:
 
     from airflow.providers.common.compat.sdk import Context
 
-    from airflow_provider_kontext.protocol.polling import WaitResult
-    from airflow_provider_kontext.protocol.request import GenerateRequest
+    from airflow_provider_kontext._protocol.polling import WaitResult
+    from airflow_provider_kontext._protocol.request import GenerateRequest
 
 #: Stand-ins used to validate the static fields while a templated one is still unrendered.
 _TEMPLATE_PLACEHOLDERS: Final[dict[str, Any]] = {

@@ -18,16 +18,16 @@ from typing import TYPE_CHECKING, Any, Final, Literal
 
 from airflow.providers.standard.operators.hitl import HITLOperator
 
+from airflow_provider_kontext._ui.items import Source, is_result_record, item_from_record
 from airflow_provider_kontext.exceptions import KontextValidationError
 from airflow_provider_kontext.results import REVIEW_ITEMS_KEY
-from airflow_provider_kontext.ui.items import Source, is_result_record, item_from_record
 
 if TYPE_CHECKING:
     from collections.abc import Collection, Sequence
 
     from airflow.providers.common.compat.sdk import Context
 
-    from airflow_provider_kontext.ui.items import ImageItem
+    from airflow_provider_kontext._ui.items import ImageItem
 
 #: The option that approves nothing when approving each image (``choose="each"``).
 REJECT_ALL: Final = "Reject all"
@@ -299,7 +299,7 @@ def _app_url(ti: Any, view: str, **extra: int) -> str:
 
     from airflow.providers.common.compat.sdk import conf
 
-    from airflow_provider_kontext.ui.plugin import URL_PREFIX
+    from airflow_provider_kontext._ui.plugin import URL_PREFIX
 
     base_path = urlsplit(conf.get("api", "base_url", fallback="") or "").path.rstrip("/")
     map_index = ti.map_index if ti.map_index is not None else -1

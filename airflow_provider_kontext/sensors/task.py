@@ -6,24 +6,24 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseSensorOperator, PokeReturnValue, conf
 
-from airflow_provider_kontext._tasks.prepare import check_output_path
-from airflow_provider_kontext.links import KontextImageLink
-from airflow_provider_kontext.protocol.defaults import (
+from airflow_provider_kontext._protocol.defaults import (
     DEFAULT_CONN_ID,
     DEFAULT_MAX_IMAGE_BYTES,
     DEFAULT_POLL_INTERVAL_SECONDS,
     DEFAULT_TIMEOUT_SECONDS,
 )
-from airflow_provider_kontext.protocol.request import check_task_id
-from airflow_provider_kontext.task_defaults import apply_default_retry_policy
+from airflow_provider_kontext._protocol.request import check_task_id
+from airflow_provider_kontext._tasks.prepare import check_output_path
+from airflow_provider_kontext._tasks.task_defaults import apply_default_retry_policy
+from airflow_provider_kontext.links import KontextImageLink
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from airflow.providers.common.compat.sdk import Context
 
+    from airflow_provider_kontext._protocol.polling import TaskWaiter, WaitResult
     from airflow_provider_kontext.hooks.kontext import KontextHook
-    from airflow_provider_kontext.protocol.polling import TaskWaiter, WaitResult
 
 # The waiting machinery (polling, envelope parsing, retry policy) is imported where a poke or
 # a resume runs it, not at module import: DAG files using the sensor are parsed over and over.
@@ -115,7 +115,7 @@ class KontextTaskSensor(BaseSensorOperator):
         return self._finish(context, result)
 
     def poke(self, context: Context) -> bool | PokeReturnValue:
-        from airflow_provider_kontext.protocol.polling import TaskWaiter
+        from airflow_provider_kontext._protocol.polling import TaskWaiter
 
         if self._waiter is None:
             # In reschedule mode each poke is a new process: the "not found" grace starts at the
@@ -133,7 +133,7 @@ class KontextTaskSensor(BaseSensorOperator):
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
         """Resume after the trigger: a ``timeout`` event is a sensor timeout, so ``soft_fail`` applies."""
-        from airflow_provider_kontext.protocol.polling import WaitResult, WaitStatus
+        from airflow_provider_kontext._protocol.polling import WaitResult, WaitStatus
 
         result = WaitResult.from_event(event)
         if result.status is WaitStatus.TIMEOUT:

@@ -14,11 +14,11 @@ import pytest
 from airflow.sdk.exceptions import AirflowSensorTimeout, TaskDeferred
 
 from airflow_provider_kontext import exceptions as exc
+from airflow_provider_kontext._protocol.polling import TaskWaiter
+from airflow_provider_kontext._protocol.record import TaskRecord, TaskStatus
 from airflow_provider_kontext.emulator import EmulatorServer
 from airflow_provider_kontext.hooks.kontext import KontextHook
 from airflow_provider_kontext.operators.generate import KontextGenerateOperator
-from airflow_provider_kontext.protocol.polling import TaskWaiter
-from airflow_provider_kontext.protocol.record import TaskRecord, TaskStatus
 from airflow_provider_kontext.sensors.task import KontextTaskSensor
 from airflow_provider_kontext.triggers.task import KontextTaskTrigger
 from tests.conftest import DictStateStore, requests_to

@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from airflow_provider_kontext._ui.items import item_from_record
 from airflow_provider_kontext.exceptions import KontextValidationError
 from airflow_provider_kontext.operators.review import (
     NONE_OF_THESE,
@@ -21,7 +22,6 @@ from airflow_provider_kontext.operators.review import (
     review_body,
     review_options,
 )
-from airflow_provider_kontext.ui.items import item_from_record
 
 
 def result(n: int, **overrides: Any) -> dict[str, Any]:

@@ -9,15 +9,15 @@ from typing import Any
 import pytest
 
 from airflow_provider_kontext import exceptions as exc
-from airflow_provider_kontext.hooks._host_window import HostWindow
-from airflow_provider_kontext.protocol.ratelimit import (
+from airflow_provider_kontext._protocol.ratelimit import (
     WINDOW_MARGIN_SECONDS,
     CreatePacer,
     LocalWindow,
     WindowState,
     check_rate_limit,
 )
-from airflow_provider_kontext.protocol.retry import RetryPolicy
+from airflow_provider_kontext._protocol.retry import RetryPolicy
+from airflow_provider_kontext.hooks._host_window import HostWindow
 
 W = 10.0 + WINDOW_MARGIN_SECONDS
 

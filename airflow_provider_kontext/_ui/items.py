@@ -18,8 +18,8 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Final
 from urllib.parse import urlsplit
 
+from airflow_provider_kontext._protocol.record import TaskRecord, TaskStatus, normalize_time
 from airflow_provider_kontext.exceptions import KontextValidationError
-from airflow_provider_kontext.protocol.record import TaskRecord, TaskStatus, normalize_time
 from airflow_provider_kontext.results import NOT_CREATED_STATUS
 
 #: kie deletes result images this long after they were generated.
@@ -169,7 +169,7 @@ def storage_uri(value: Any) -> str | None:
         return None
     # Imported here: storage's object-store machinery is not for DAG parsing (the review operator
     # imports this module), only for the moment a result is looked at.
-    from airflow_provider_kontext.storage import STORAGE_SCHEMES
+    from airflow_provider_kontext._tasks.storage import STORAGE_SCHEMES
 
     text = value.strip()
     scheme = urlsplit(text).scheme.lower() if "://" in text else ""

@@ -7,9 +7,9 @@ from typing import Any
 
 import pytest
 
+from airflow_provider_kontext._ui.items import Source, items_from_value, parse_index
+from airflow_provider_kontext._ui.store import choose_items
 from airflow_provider_kontext.exceptions import KontextValidationError
-from airflow_provider_kontext.ui.items import Source, items_from_value, parse_index
-from airflow_provider_kontext.ui.store import choose_items
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 

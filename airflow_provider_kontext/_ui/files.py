@@ -13,8 +13,8 @@ import contextlib
 from dataclasses import dataclass
 from typing import IO, TYPE_CHECKING, Final
 
+from airflow_provider_kontext._protocol.defaults import DEFAULT_MAX_IMAGE_BYTES
 from airflow_provider_kontext.exceptions import KontextValidationError
-from airflow_provider_kontext.protocol.defaults import DEFAULT_MAX_IMAGE_BYTES
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

@@ -21,14 +21,14 @@ from typing import TYPE_CHECKING, Annotated, Final
 from fastapi import Depends, FastAPI, HTTPException, Query, status
 from fastapi.responses import HTMLResponse, StreamingResponse
 
+from airflow_provider_kontext._ui.files import open_stored_image
+from airflow_provider_kontext._ui.items import parse_index
+from airflow_provider_kontext._ui.render import PAGE_CSP, render_page
+from airflow_provider_kontext._ui.store import load_task_images
 from airflow_provider_kontext.exceptions import KontextValidationError
-from airflow_provider_kontext.ui.files import open_stored_image
-from airflow_provider_kontext.ui.items import parse_index
-from airflow_provider_kontext.ui.render import PAGE_CSP, render_page
-from airflow_provider_kontext.ui.store import load_task_images
 
 if TYPE_CHECKING:
-    from airflow_provider_kontext.ui.store import TaskImages
+    from airflow_provider_kontext._ui.store import TaskImages
 
 #: Headers on every answer: no sniffing, no caching by shared proxies, not framed elsewhere.
 _COMMON_HEADERS: Final = {"X-Content-Type-Options": "nosniff", "Cache-Control": "private, max-age=60"}

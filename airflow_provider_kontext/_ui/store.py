@@ -12,8 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final
 
+from airflow_provider_kontext._ui.items import ImageItem, Source, items_from_value
 from airflow_provider_kontext.results import REVIEW_ITEMS_KEY, TASK_ID_KEY, TASK_IDS_KEY
-from airflow_provider_kontext.ui.items import ImageItem, Source, items_from_value
 
 if TYPE_CHECKING:
     from collections.abc import Iterable

@@ -16,13 +16,13 @@ from html import escape
 from typing import TYPE_CHECKING, Final
 from urllib.parse import urlencode
 
-from airflow_provider_kontext.ui.items import Source
+from airflow_provider_kontext._ui.items import Source
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
-    from airflow_provider_kontext.ui.items import ImageItem
-    from airflow_provider_kontext.ui.store import TaskImages
+    from airflow_provider_kontext._ui.items import ImageItem
+    from airflow_provider_kontext._ui.store import TaskImages
 
 #: The one script on the page: a kie URL that dies before its 14 days shows a note, not a broken image.
 #: Task instance states in which a created image may still be collected.

@@ -11,14 +11,14 @@ import httpx
 import pytest
 
 import airflow_provider_kontext
-from airflow_provider_kontext.ui import plugin
+from airflow_provider_kontext._ui import plugin
 
 
 def test_registered_by_entry_point_and_in_the_provider_info() -> None:
     (entry,) = [e for e in metadata.entry_points(group="airflow.plugins") if e.name == "kontext_images"]
     assert entry.load() is plugin.KontextImagesPlugin
     (info,) = airflow_provider_kontext.get_provider_info()["plugins"]
-    assert info == {"name": "kontext_images", "plugin-class": "airflow_provider_kontext.ui.plugin.KontextImagesPlugin"}
+    assert info == {"name": "kontext_images", "plugin-class": "airflow_provider_kontext._ui.plugin.KontextImagesPlugin"}
 
 
 def test_views_on_task_instances_and_dag_runs_with_the_uis_placeholders() -> None:
@@ -45,14 +45,14 @@ def test_below_airflow_3_1_the_plugin_registers_nothing(monkeypatch: pytest.Monk
 def test_loading_the_plugin_builds_no_app() -> None:
     probe = (
         "import sys, json; import airflow.plugins_manager; before = set(sys.modules);"
-        "import airflow_provider_kontext.ui.plugin;"
+        "import airflow_provider_kontext._ui.plugin;"
         "new = set(sys.modules) - before;"
         "print(json.dumps(sorted(m for m in new if m.startswith(('airflow_provider_kontext', 'fastapi')))))"
     )
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
     loaded = json.loads(out.strip().splitlines()[-1])
-    assert "airflow_provider_kontext.ui.app" not in loaded
-    assert "airflow_provider_kontext.ui.store" not in loaded
+    assert "airflow_provider_kontext._ui.app" not in loaded
+    assert "airflow_provider_kontext._ui.store" not in loaded
 
 
 @pytest.mark.parametrize("path", ["/ti", "/run", "/image"])

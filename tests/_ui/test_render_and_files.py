@@ -9,11 +9,11 @@ from typing import Any
 
 import pytest
 
+from airflow_provider_kontext._ui.files import open_stored_image, sniff_image_type
+from airflow_provider_kontext._ui.items import items_from_value
+from airflow_provider_kontext._ui.render import PAGE_CSP, render_page
+from airflow_provider_kontext._ui.store import TaskImages
 from airflow_provider_kontext.exceptions import KontextValidationError
-from airflow_provider_kontext.ui.files import open_stored_image, sniff_image_type
-from airflow_provider_kontext.ui.items import items_from_value
-from airflow_provider_kontext.ui.render import PAGE_CSP, render_page
-from airflow_provider_kontext.ui.store import TaskImages
 
 NOW = datetime(2026, 12, 1, tzinfo=UTC)
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 64

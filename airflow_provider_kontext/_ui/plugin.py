@@ -50,13 +50,13 @@ class LazyApp:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self._app is None:
-            from airflow_provider_kontext.ui.app import create_app
+            from airflow_provider_kontext._ui.app import create_app
 
             self._app = create_app()
         await self._app(scope, receive, send)
 
     def __repr__(self) -> str:
-        return "airflow_provider_kontext.ui.app:create_app (built on first request)"
+        return "airflow_provider_kontext._ui.app:create_app (built on first request)"
 
 
 def _views() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
