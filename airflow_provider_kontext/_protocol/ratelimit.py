@@ -163,6 +163,7 @@ class CreatePacer:
         """0: send now (the attempt is recorded as sent); else the seconds to wait before asking again."""
         if now < self._hold_until:
             return self._hold_until - now
+        now = round(now, 6)  # as a shared window stores it, so the mark can be found again
 
         def reserve(state: WindowState) -> float:
             sent = state.sent
@@ -194,7 +195,7 @@ class CreatePacer:
         index = bisect.bisect_left(state.sent, self._sent_at)
         if index < len(state.sent) and state.sent[index] == self._sent_at:
             del state.sent[index]
-            bisect.insort(state.sent, max(now, self._sent_at))
+            bisect.insort(state.sent, round(max(now, self._sent_at), 6))
         self._sent_at = None
 
     def on_accepted(self, now: float) -> None:

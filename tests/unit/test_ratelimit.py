@@ -233,3 +233,11 @@ def test_the_host_file_keeps_the_allowance(tmp_path: Any) -> None:
         lambda s: WindowState(list(s.sent), s.allowance, s.last_decrease)
     )
     assert state.allowance == 10.0 and state.last_decrease == 5.0
+
+
+def test_the_host_window_moves_the_mark_to_the_answer_too(tmp_path: Any) -> None:
+    pacer = CreatePacer(1, 10.0, window=HostWindow("acct", str(tmp_path)))
+    sent = 1_700_000_000.1234567  # a wall-clock time with more digits than the file keeps
+    assert pacer.acquire(sent) == 0
+    pacer.on_accepted(sent + 3.0)
+    assert pacer.acquire(sent + W) == pytest.approx(3.0, abs=1e-5)
