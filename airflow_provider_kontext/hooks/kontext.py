@@ -108,7 +108,7 @@ class DownloadedImage:
     via_download_url: bool
 
 
-class KontextHook(BaseHook):
+class KontextHook(BaseHook):  # type: ignore[misc,unused-ignore]  # BaseHook is untyped on Airflow 3.0
     """
     Interact with Kie.ai's Flux Kontext API.
 

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseOperator, conf
+from airflow.sdk import BaseOperator
 
+from airflow_provider_kontext._compat import conf
 from airflow_provider_kontext.links import KontextImageLink
 from airflow_provider_kontext.operators.prepare import check_output_path
 from airflow_provider_kontext.protocol.defaults import (
