@@ -64,6 +64,20 @@ else:
     from airflow.configuration import conf
     from airflow.exceptions import AirflowException, AirflowSensorTimeout, TaskDeferred
 
+
+def is_object_storage_path(value: object) -> bool:
+    """
+    Whether ``value`` is an ``ObjectStoragePath`` (any universal-pathlib path), not a local one.
+
+    Below Airflow 3.2 (universal-pathlib 0.2) ``ObjectStoragePath`` is an ``os.PathLike`` whose
+    ``os.fspath()`` is its URI (``s3://bucket/key``, ``file:///tmp/x``), so a check for local
+    paths must rule it out first; from 3.2 (universal-pathlib 0.3) it is not ``PathLike`` at
+    all. Duck-typed (``protocol`` and ``storage_options``, which ``pathlib`` paths lack) so that
+    it imports nothing.
+    """
+    return hasattr(value, "protocol") and hasattr(value, "storage_options")
+
+
 #: Minimum Airflow for re-attaching to earlier tries' kie tasks (the task-instance state store).
 REATTACH_MIN_AIRFLOW: Final = "3.3"
 
@@ -99,5 +113,6 @@ __all__ = [
     "AirflowSensorTimeout",
     "TaskDeferred",
     "conf",
+    "is_object_storage_path",
     "warn_no_task_state_store",
 ]
