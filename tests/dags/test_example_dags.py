@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from PIL import Image
 
+from airflow_provider_kontext._compat import AIRFLOW_V_3_3_PLUS
 from airflow_provider_kontext.emulator import EmulatorServer
 from airflow_provider_kontext.triggers.task import KontextTaskTrigger
 from tests.conftest import API_KEY, EXAMPLES_DIR, TEST_DAGS_DIR
@@ -60,9 +61,21 @@ def xcoms(run_id: str) -> dict[tuple[str, int, str], Any]:
         return {(row.task_id, row.map_index, row.key): XComModel.deserialize_value(row) for row in rows}
 
 
+@pytest.fixture(scope="session")
+def output_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """
+    One image folder for every run: the content pipeline's Asset URIs are built from it.
+
+    Below Airflow 3.3, ``dag.test()`` registers a DAG's assets only the first time that dag_id
+    is tested against a metadata DB, so a second run whose outlets moved would record no Asset
+    events. Runs write under their own run id, so sharing the folder mixes nothing.
+    """
+    return tmp_path_factory.mktemp("kontext-images")
+
+
 @pytest.fixture
-def run_example(airflow_db: str, emulator: EmulatorServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
-    monkeypatch.setenv("KONTEXT_OUTPUT_DIR", str(tmp_path))
+def run_example(airflow_db: str, emulator: EmulatorServer, output_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
+    monkeypatch.setenv("KONTEXT_OUTPUT_DIR", str(output_dir))
     deferrals: list[list[str]] = []
     original_run = KontextTaskTrigger.run
 
@@ -137,20 +150,62 @@ def test_fan_out(run_example: Any, emulator: EmulatorServer, deferrable: bool) -
     assert len(deferrals) == (len(prompts) if deferrable else 0)
 
 
-def test_airflow_retries_reattach_instead_of_paying_again(airflow_db: str, emulator: EmulatorServer) -> None:
+def test_airflow_retries_reattach_instead_of_paying_again(
+    airflow_db: str, emulator: EmulatorServer, capfd: pytest.CaptureFixture[str]
+) -> None:
     emulator.configure(generation_seconds=1.2)
     dag = load_example("kontext_test_retry_reattach", TEST_DAGS_DIR).dag
     dag_run = dag.test()
     (ti,) = dag_run.get_task_instances()
     assert ti.try_number > 1, "the first try must have timed out for this test to mean anything"
+    out, err = capfd.readouterr()
+    warnings = (out + err).count("has no task-instance state store")
+    # The README's version table: the store, and so re-attach, comes with Airflow 3.3.
+    assert HAS_TASK_STATE_STORE == AIRFLOW_V_3_3_PLUS
     if not HAS_TASK_STATE_STORE:
-        # Documented: without the store (Airflow < 3.3) every retry creates, and pays, again.
+        # Documented: without the store (Airflow < 3.3) every retry creates, and pays, again,
+        # and each try says so in its log, once, pointing at the submit + sensor pattern.
         assert emulator.stats()["creates_accepted"] == 4 * ti.try_number
+        assert warnings == ti.try_number, (out + err)[-3000:]
+        assert "KontextTaskSensor" in out + err
         return
+    assert warnings == 0
     assert dag_run.state == "success"
     results = xcoms(dag_run.run_id)[("batch", -1, "return_value")]
     assert [r["prompt"] for r in results] == [f"retry image {i}" for i in range(4)]
     assert emulator.stats()["creates_accepted"] == 4, "creates == images requested across all tries"
+
+
+@pytest.mark.parametrize("deferrable", [True, False], ids=["deferrable", "blocking"])
+def test_content_pipeline(run_example: Any, emulator: EmulatorServer, output_dir: Path, deferrable: bool) -> None:
+    module, values, _ = run_example("example_kontext_content_pipeline", deferrable=deferrable)
+    shots = values[("product_shots", -1, "return_value")]
+    staged = values[("staged_shots", -1, "return_value")]
+    prompts = [r["prompt"] for r in values[("read_prompts", -1, "return_value")]]
+    assert [r["prompt"] for r in shots] == prompts
+    assert len(staged) == 2
+    for result in [*shots, *staged]:
+        stored = Path(result["stored_path"].removeprefix("file://"))
+        assert stored.is_file()
+        assert output_dir in stored.parents
+        assert_image(str(stored), "PNG" if result in shots else "JPEG")
+    for original, edit in zip(shots, staged, strict=False):
+        before = Image.open(original["stored_path"].removeprefix("file://")).convert("RGB")
+        after = Image.open(edit["stored_path"].removeprefix("file://")).convert("RGB").resize(before.size)
+        assert list(before.getdata()) != list(after.getdata())
+    stats = emulator.stats()
+    assert stats["creates_accepted"] == len(prompts) + 2, "one create per image, no more"
+    assert stats["uploads"] == 2, "the edits upload the stored files"
+    assert stats["creates_rejected_rate_limit"] == 0
+    assert values[("product_shots", -1, "kontext_task_ids")] == [r["kie_task_id"] for r in shots]
+    from airflow.models.asset import AssetEvent
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        events = session.query(AssetEvent).order_by(AssetEvent.id).all()  # this run's come last
+        extras = {event.asset.uri: event.extra for event in events if event.source_task_id}
+    assert extras[module.PRODUCT_SHOTS.uri]["kontext_images"] == [r["stored_path"] for r in shots]
+    assert extras[module.STAGED_SHOTS.uri]["kontext_images"] == [r["stored_path"] for r in staged]
 
 
 EXAMPLES = [
