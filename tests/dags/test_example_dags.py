@@ -22,7 +22,16 @@ from tests.conftest import API_KEY, EXAMPLES_DIR, TEST_DAGS_DIR
 pytestmark = pytest.mark.dagtest
 
 KONTEXT_TASK_TYPES = ("KontextGenerateOperator", "KontextTaskSensor", "KontextBatchGenerateOperator")
-HAS_TASK_STATE_STORE = importlib.util.find_spec("airflow.sdk._shared.state") is not None
+
+
+def _has_task_state_store() -> bool:
+    try:
+        return importlib.util.find_spec("airflow.sdk._shared.state") is not None
+    except ModuleNotFoundError:  # no airflow.sdk._shared at all (Airflow 3.0)
+        return False
+
+
+HAS_TASK_STATE_STORE = _has_task_state_store()
 
 
 def load_example(name: str, folder: str = EXAMPLES_DIR) -> Any:
