@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from PIL import Image
 
-from airflow_provider_kontext._compat import AIRFLOW_V_3_3_PLUS
+from airflow_provider_kontext._compat import AIRFLOW_V_3_1_PLUS, AIRFLOW_V_3_3_PLUS
 from airflow_provider_kontext.emulator import EmulatorServer
 from airflow_provider_kontext.triggers.task import KontextTaskTrigger
 from tests.conftest import API_KEY, EXAMPLES_DIR, TEST_DAGS_DIR
@@ -97,11 +97,30 @@ def run_example(airflow_db: str, emulator: EmulatorServer, output_dir: Path, mon
     def run(name: str, *, deferrable: bool) -> tuple[Any, dict[tuple[str, int, str], Any], list[list[str]]]:
         module = load_example(name)
         tune(module.dag, deferrable=deferrable)
+        if not AIRFLOW_V_3_1_PLUS:
+            register_dag(module.dag)
         dag_run = module.dag.test()
         assert dag_run.state == "success", f"{name} ended {dag_run.state}"
         return module, xcoms(dag_run.run_id), deferrals
 
     return run
+
+
+def register_dag(dag: Any) -> None:
+    """
+    Write the DAG and its assets to the metadata DB, as the DAG processor does in a deployment.
+
+    Airflow 3.0's ``dag.test()`` never does (3.1+ does it itself), so a task with Asset outlets
+    fails there with ``AirflowInactiveAssetInInletOrOutletException``: its assets were never
+    registered, let alone activated.
+    """
+    from airflow.dag_processing.bundles.manager import DagBundlesManager
+    from airflow.models.dag import DAG as SchedulerDAG
+    from airflow.utils.session import create_session
+
+    DagBundlesManager().sync_bundles_to_db()
+    with create_session() as session:
+        SchedulerDAG.bulk_write_to_db("dags-folder", None, [dag], session=session)
 
 
 def assert_image(path: str, fmt: str, size_ratio: float | None = None) -> None:
@@ -128,8 +147,10 @@ def test_text_to_image(run_example: Any, emulator: EmulatorServer, deferrable: b
 
 @pytest.mark.parametrize("deferrable", [True, False], ids=["deferrable", "blocking"])
 def test_edit_with_sensor(run_example: Any, emulator: EmulatorServer, deferrable: bool) -> None:
-    # Long enough that each wait is still running when its task first checks, on any machine.
-    emulator.configure(generation_seconds=2.0)
+    # Long enough that each wait is still running when its task first checks, on any machine and
+    # any Airflow: on 3.0/3.1 dag.test() runs save_original (about 6 s on 2 busy cores) between
+    # the edit's create and the sensor's first check.
+    emulator.configure(generation_seconds=12.0 if deferrable else 2.0)
     _, values, deferrals = run_example("example_kontext_edit_with_sensor", deferrable=deferrable)
     original = values[("original", -1, "return_value")]
     edit_id = values[("submit_edit", -1, "return_value")]
