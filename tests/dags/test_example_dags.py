@@ -7,6 +7,7 @@ the images on disk, and that the emulator received exactly one create per image.
 from __future__ import annotations
 
 import importlib.util
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -115,12 +116,13 @@ def register_dag(dag: Any) -> None:
     registered, let alone activated.
     """
     from airflow.dag_processing.bundles.manager import DagBundlesManager
-    from airflow.models.dag import DAG as SchedulerDAG
-    from airflow.utils.session import create_session
+    from airflow.models.dagbag import DagBag
 
     DagBundlesManager().sync_bundles_to_db()
-    with create_session() as session:
-        SchedulerDAG.bulk_write_to_db("dags-folder", None, [dag], session=session)
+    dag.relative_fileloc = os.path.basename(dag.fileloc)  # what DagBag sets when it parses a file
+    bag = DagBag(dag_folder=os.devnull, include_examples=False, collect_dags=False)
+    bag.bag_dag(dag)
+    bag.sync_to_db("dags-folder", None)
 
 
 def assert_image(path: str, fmt: str, size_ratio: float | None = None) -> None:
