@@ -248,6 +248,25 @@ EXAMPLES = [
 ]
 
 
+def without_airflow_mask_requests(output: str) -> str:
+    """
+    ``output`` without Airflow's own ``dag.test()`` debug lines that carry a secret to mask.
+
+    Documented (README, Airflow versions): ``dag.test()``'s in-process supervisor logs every
+    request at debug level, and on Airflow 3.0 that output shows ``MaskSecret(value=<the key>)``:
+    Airflow asking itself to mask the connection password it just read. Only ``dag.test()`` uses
+    that supervisor; a deployment's task logs do not have the line. Anything else carrying the
+    key still fails the scan.
+    """
+    kept = []
+    for line in output.splitlines():
+        if API_KEY in line and "Sending request" in line and f"MaskSecret(value='{API_KEY}'" in line:
+            assert not AIRFLOW_V_3_1_PLUS, f"Airflow's dag.test() debug line carried the key on this version: {line}"
+            continue
+        kept.append(line)
+    return "\n".join(kept)
+
+
 def test_secret_scan(run_example: Any, airflow_db: str, capfd: pytest.CaptureFixture[str]) -> None:
     """Every example, run with a recognisable key: it shows up in no output, log, XCom or DB row."""
     for name in EXAMPLES:
@@ -255,6 +274,7 @@ def test_secret_scan(run_example: Any, airflow_db: str, capfd: pytest.CaptureFix
         assert API_KEY not in repr(values), name
     out, err = capfd.readouterr()
     assert "kie tasks" in out + err or "succeeded" in out + err, "the scan must see the task output"
+    out, err = without_airflow_mask_requests(out), without_airflow_mask_requests(err)
     assert API_KEY not in out
     assert API_KEY not in err
     leaks = [
