@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseSensorOperator, PokeReturnValue
+from airflow.sdk import BaseSensorOperator, PokeReturnValue, conf
 
-from airflow_provider_kontext._compat import conf
 from airflow_provider_kontext._protocol.defaults import (
     DEFAULT_CONN_ID,
     DEFAULT_MAX_IMAGE_BYTES,
@@ -138,7 +137,7 @@ class KontextTaskSensor(BaseSensorOperator):
 
         result = WaitResult.from_event(event)
         if result.status is WaitStatus.TIMEOUT:
-            from airflow_provider_kontext._compat import AirflowSensorTimeout
+            from airflow.sdk.exceptions import AirflowSensorTimeout
 
             raise AirflowSensorTimeout(result.message)
         return self._finish(context, result)
