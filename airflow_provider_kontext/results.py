@@ -20,9 +20,14 @@ RESULT_IMAGE_URLS_KEY: Final = "result_image_urls"
 NOT_CREATED_STATUS: Final = "NOT_CREATED"
 
 
-def publish(context: Context, records: list[dict[str, Any]]) -> None:
-    """Push the image URLs of finished results (``None`` for a failed item) to XCom."""
+def image_url_xcoms(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """The image-URL XComs of finished results (``None`` for a failed item), by key. Pure: no I/O."""
     urls = [record.get("result_image_url") if record.get("status") == "SUCCESS" else None for record in records]
+    return {RESULT_IMAGE_URL_KEY: urls[0] if urls else None, RESULT_IMAGE_URLS_KEY: urls}
+
+
+def publish(context: Context, records: list[dict[str, Any]]) -> None:
+    """Push the image URLs of finished results to XCom (a trigger that ends the task sends the same)."""
     ti = context["ti"]
-    ti.xcom_push(key=RESULT_IMAGE_URL_KEY, value=urls[0] if urls else None)
-    ti.xcom_push(key=RESULT_IMAGE_URLS_KEY, value=urls)
+    for key, value in image_url_xcoms(records).items():
+        ti.xcom_push(key=key, value=value)

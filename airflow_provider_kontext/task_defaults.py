@@ -8,7 +8,7 @@ always wins; on Airflow versions without retry policies nothing is set.
 from __future__ import annotations
 
 import functools
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Final
 
 if TYPE_CHECKING:
     from airflow.sdk import BaseOperator
@@ -16,6 +16,19 @@ if TYPE_CHECKING:
 
 #: Airflow's module of retry policies; absent before 3.3.
 _AIRFLOW_RETRY_POLICY_MODULE = "airflow.sdk.definitions.retry_policy"
+#: First Airflow version whose triggerer is known to store a ``TaskSuccessEvent``'s XComs and end the
+#: task (read in 3.2.2's and 3.3's ``models/trigger.py``; shown end to end on 3.3.2). Below it a
+#: deferred task always resumes on a worker and the sensor never starts in the triggerer.
+END_FROM_TRIGGER_MIN_AIRFLOW: Final = (3, 2)
+
+
+@functools.cache
+def airflow_ends_tasks_from_triggers() -> bool:
+    """Whether this Airflow ends a task from a trigger's ``TaskSuccessEvent`` and stores its XComs."""
+    from airflow import __version__ as airflow_version
+    from packaging.version import Version
+
+    return Version(airflow_version).release[:2] >= END_FROM_TRIGGER_MIN_AIRFLOW
 
 
 @functools.cache

@@ -20,6 +20,7 @@ from airflow_provider_kontext.protocol.polling import TaskWaiter, WaitResult, Wa
 from airflow_provider_kontext.protocol.record import TaskRecord, TaskStatus
 from airflow_provider_kontext.protocol.schedule import PollSchedule
 from airflow_provider_kontext.results import NOT_CREATED_STATUS, publish
+from airflow_provider_kontext.task_defaults import airflow_ends_tasks_from_triggers
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -30,6 +31,25 @@ if TYPE_CHECKING:
 
 #: Extra time Airflow's deferral backstop gives the trigger beyond its own deadline.
 DEFER_TIMEOUT_BUFFER_SECONDS: Final = 60.0
+
+
+def end_mode(task: BaseOperator, *, output_path: Any, returns_list: bool) -> str | None:
+    """
+    How a successful deferred wait of ``task`` may end in the triggerer; ``None``: resume on a worker.
+
+    Only when the worker has nothing left to do after the wait: no ``output_path`` to copy images
+    to, no outlets to emit an Asset event for, no ``multiple_outputs`` to split the result, and an
+    Airflow that honours ``TaskSuccessEvent(xcoms=...)``.
+    """
+    from airflow_provider_kontext.triggers.task import END_RETURN_ALL, END_RETURN_FIRST, END_RETURN_NOTHING
+
+    if output_path is not None or getattr(task, "outlets", None) or getattr(task, "multiple_outputs", False):
+        return None
+    if not airflow_ends_tasks_from_triggers():
+        return None
+    if not getattr(task, "do_xcom_push", True):
+        return END_RETURN_NOTHING
+    return END_RETURN_ALL if returns_list else END_RETURN_FIRST
 
 
 def wait_budget(timeout: float, execution_timeout: timedelta | None) -> float:
@@ -57,9 +77,13 @@ def defer_to_trigger(
     poll_interval: float,
     first_poll_at: float | None = None,
     resume_kwargs: dict[str, Any] | None = None,
+    end_from_trigger: str | None = None,
 ) -> None:
     """
     Hand the wait to the triggerer; raises ``TaskDeferred``. Resumes in ``execute_complete``.
+
+    ``end_from_trigger`` (see :class:`KontextTaskTrigger`) lets a successful wait end the task in
+    the triggerer instead; the resume kwargs' ``create_stats`` then travel with the trigger too.
 
     ``first_poll_at`` (epoch seconds) is when the trigger makes its first check; ``None``: at once.
 
@@ -76,6 +100,8 @@ def defer_to_trigger(
             end_time=end_time,
             poll_interval=poll_interval,
             first_poll_at=first_poll_at,
+            end_from_trigger=end_from_trigger,
+            create_stats=(resume_kwargs or {}).get("create_stats") if end_from_trigger else None,
         ),
         method_name="execute_complete",
         kwargs=resume_kwargs,
@@ -94,6 +120,7 @@ def wait_for(
     budget: float,
     just_created: bool = False,
     resume_kwargs: dict[str, Any] | None = None,
+    end_from_trigger: str | None = None,
 ) -> WaitResult:
     """
     Wait for ``kie_task_ids`` on the worker, or defer (raising ``TaskDeferred``) when ``deferrable``.
@@ -123,6 +150,7 @@ def wait_for(
         poll_interval=poll_interval,
         first_poll_at=time.time() + first_check,
         resume_kwargs=resume_kwargs,
+        end_from_trigger=end_from_trigger,
     )
     raise AssertionError("defer() returned")  # pragma: no cover - defer() raises TaskDeferred
 
@@ -155,14 +183,7 @@ def finish_wait(
         task.log.info("%d item(s) were not created: their creates failed.", len(not_created))
     if not (allow_failed_tasks and result.status is WaitStatus.FAILED):
         result.raise_for_status()
-    records = [record.to_dict() for record in result.records]
-    if not_created:
-        waited = iter(records)
-        total = len(records) + len(not_created)
-        records = [dict(not_created[str(i)]) if str(i) in not_created else next(waited) for i in range(total)]
-    if create_stats is not None and len(create_stats) == len(records):
-        for record, stats in zip(records, create_stats, strict=True):
-            record["create_stats"] = dict(stats) if stats is not None else None
+    records = result.result_dicts(not_created=not_created, create_stats=create_stats)
     if output_path is not None:
         from airflow_provider_kontext.hooks.kontext import KontextHook
 
