@@ -305,6 +305,19 @@ class Deployment:
                 starts[int(row["map_index"])] = starts.get(int(row["map_index"]), 0) + 1
         return starts
 
+    def create_kie_task(self, prompt: str, api_key: str) -> str:
+        """Create a kie task straight on the emulator, as a system outside Airflow would; returns its id."""
+        answer = requests.post(
+            f"{self.emulator_url}/api/v1/flux/kontext/generate",
+            headers={"Authorization": f"Bearer {api_key}"},
+            json={"prompt": prompt},
+            timeout=REQUEST_TIMEOUT,
+        )
+        if answer.status_code != 200:
+            raise DeploymentError(f"create on the emulator -> HTTP {answer.status_code}: {answer.text[:2000]}")
+        task_id: str = answer.json()["data"]["taskId"]
+        return task_id
+
     def wait_log(self, name: str, needle: str, timeout: float) -> None:
         """Wait until component ``name`` wrote ``needle`` to its log (e.g. Celery's "ready.")."""
 
