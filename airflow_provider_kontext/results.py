@@ -19,6 +19,15 @@ RESULT_IMAGE_URLS_KEY: Final = "result_image_urls"
 #: ``status`` of a batch item whose create failed (``fail_on_any_failure=False``): no kie task.
 NOT_CREATED_STATUS: Final = "NOT_CREATED"
 
+#: ``KontextTaskTrigger(end_from_trigger=...)``: on success the trigger ends the task, pushing as
+#: ``return_value`` the first result dict, the list of them, or nothing (``do_xcom_push=False``).
+END_RETURN_FIRST: Final = "first"
+END_RETURN_ALL: Final = "all"
+END_RETURN_NOTHING: Final = "nothing"
+END_MODES: Final = frozenset({END_RETURN_FIRST, END_RETURN_ALL, END_RETURN_NOTHING})
+#: The payload of a ``TaskSuccessEvent`` (``str(TaskInstanceState.SUCCESS)``), should a resume get it.
+SUCCESS_EVENT_PAYLOAD: Final = "success"
+
 
 def image_url_xcoms(records: list[dict[str, Any]]) -> dict[str, Any]:
     """The image-URL XComs of finished results (``None`` for a failed item), by key. Pure: no I/O."""

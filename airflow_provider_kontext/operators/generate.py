@@ -157,7 +157,7 @@ class KontextGenerateOperator(KontextSubmitOperator):
         create_stats: list[dict[str, Any] | None] | None = None,
     ) -> Any:
         """Resume after the trigger; see :meth:`KontextSubmitOperator.execute_complete`."""
-        from airflow_provider_kontext.triggers.task import SUCCESS_EVENT_PAYLOAD
+        from airflow_provider_kontext.results import SUCCESS_EVENT_PAYLOAD
 
         if isinstance(event, str) and event == SUCCESS_EVENT_PAYLOAD:
             # The trigger ended the task (TaskSuccessEvent), yet something resumed it with that
@@ -177,7 +177,7 @@ class KontextGenerateOperator(KontextSubmitOperator):
 
     def trigger_end_mode(self) -> str | None:
         """End a successful deferred wait in the triggerer when the worker would only return the result."""
-        from airflow_provider_kontext.operators.waiting import end_mode
+        from airflow_provider_kontext.task_defaults import end_mode
 
         own = type(self).finish is KontextGenerateOperator.finish and (
             type(self).execute_complete is KontextGenerateOperator.execute_complete

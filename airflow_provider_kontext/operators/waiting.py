@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any
 
 from airflow_provider_kontext.exceptions import KontextError
 from airflow_provider_kontext.operators.prepare import check_output_path as check_output_path
@@ -20,7 +20,7 @@ from airflow_provider_kontext.protocol.polling import TaskWaiter, WaitResult, Wa
 from airflow_provider_kontext.protocol.record import TaskRecord, TaskStatus
 from airflow_provider_kontext.protocol.schedule import PollSchedule
 from airflow_provider_kontext.results import NOT_CREATED_STATUS, publish
-from airflow_provider_kontext.task_defaults import airflow_ends_tasks_from_triggers
+from airflow_provider_kontext.task_defaults import DEFER_TIMEOUT_BUFFER_SECONDS as DEFER_TIMEOUT_BUFFER_SECONDS
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -28,28 +28,6 @@ if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import BaseOperator, Context
 
     from airflow_provider_kontext.hooks.kontext import KontextHook
-
-#: Extra time Airflow's deferral backstop gives the trigger beyond its own deadline.
-DEFER_TIMEOUT_BUFFER_SECONDS: Final = 60.0
-
-
-def end_mode(task: BaseOperator, *, output_path: Any, returns_list: bool) -> str | None:
-    """
-    How a successful deferred wait of ``task`` may end in the triggerer; ``None``: resume on a worker.
-
-    Only when the worker has nothing left to do after the wait: no ``output_path`` to copy images
-    to, no outlets to emit an Asset event for, no ``multiple_outputs`` to split the result, and an
-    Airflow that honours ``TaskSuccessEvent(xcoms=...)``.
-    """
-    from airflow_provider_kontext.triggers.task import END_RETURN_ALL, END_RETURN_FIRST, END_RETURN_NOTHING
-
-    if output_path is not None or getattr(task, "outlets", None) or getattr(task, "multiple_outputs", False):
-        return None
-    if not airflow_ends_tasks_from_triggers():
-        return None
-    if not getattr(task, "do_xcom_push", True):
-        return END_RETURN_NOTHING
-    return END_RETURN_ALL if returns_list else END_RETURN_FIRST
 
 
 def wait_budget(timeout: float, execution_timeout: timedelta | None) -> float:

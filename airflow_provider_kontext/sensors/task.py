@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from airflow.providers.common.compat.sdk import Context
+    from airflow.triggers.base import StartTriggerArgs
 
     from airflow_provider_kontext.hooks.kontext import KontextHook
     from airflow_provider_kontext.protocol.polling import TaskWaiter, WaitResult
@@ -97,30 +98,45 @@ class KontextTaskSensor(BaseSensorOperator):
 
     def _start_in_triggerer(self) -> None:
         """Let Airflow defer this task straight to :class:`KontextTaskTrigger`, no worker start first."""
+        self._task_ids()  # a malformed id fails at parse time, not in the triggerer
+        self.start_from_trigger = True
+
+    @property
+    def start_trigger_args(self) -> StartTriggerArgs | None:
+        """
+        Built when read (Airflow serializes the DAG after the whole file ran), not in ``__init__``.
+
+        Whether a successful wait may end the task in the triggerer depends on its downstream
+        tasks (:func:`~airflow_provider_kontext.task_defaults.end_mode`), which are only known
+        once the DAG file has set the dependencies.
+        """
+        if not self.start_from_trigger:
+            return None
         from airflow.triggers.base import StartTriggerArgs
 
-        from airflow_provider_kontext.operators.waiting import DEFER_TIMEOUT_BUFFER_SECONDS
+        from airflow_provider_kontext.task_defaults import DEFER_TIMEOUT_BUFFER_SECONDS
 
-        self._task_ids()  # a malformed id fails at parse time, not in the triggerer
-        mode = self.trigger_end_mode()
-        self.start_from_trigger = True
-        self.start_trigger_args = StartTriggerArgs(
+        return StartTriggerArgs(
             trigger_cls="airflow_provider_kontext.triggers.task.KontextTaskTrigger",
             trigger_kwargs={
                 "kontext_conn_id": self.kontext_conn_id,
                 "kie_task_ids": self._task_ids(),
                 "timeout": float(self.timeout),
                 "poll_interval": self.poll_interval,
-                "end_from_trigger": mode,
+                "end_from_trigger": self.trigger_end_mode(),
             },
             next_method="execute_complete",
             next_kwargs=None,
             timeout=timedelta(seconds=float(self.timeout) + self.poll_interval + DEFER_TIMEOUT_BUFFER_SECONDS),
         )
 
+    @start_trigger_args.setter
+    def start_trigger_args(self, value: StartTriggerArgs | None) -> None:
+        """Airflow may assign it; the sensor builds its own from its arguments."""
+
     def trigger_end_mode(self) -> str | None:
         """End a successful deferred wait in the triggerer when the worker would only return the result."""
-        from airflow_provider_kontext.operators.waiting import end_mode
+        from airflow_provider_kontext.task_defaults import end_mode
 
         own = type(self)._finish is KontextTaskSensor._finish and (
             type(self).execute_complete is KontextTaskSensor.execute_complete
@@ -180,7 +196,7 @@ class KontextTaskSensor(BaseSensorOperator):
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
         """Resume after the trigger: a ``timeout`` event is a sensor timeout, so ``soft_fail`` applies."""
         from airflow_provider_kontext.protocol.polling import WaitResult, WaitStatus
-        from airflow_provider_kontext.triggers.task import SUCCESS_EVENT_PAYLOAD
+        from airflow_provider_kontext.results import SUCCESS_EVENT_PAYLOAD
 
         if isinstance(event, str) and event == SUCCESS_EVENT_PAYLOAD:
             # The trigger ended the task (TaskSuccessEvent) but something resumed it anyway, with

@@ -31,19 +31,19 @@ from airflow_provider_kontext.protocol.polling import (
     WaitResult,
     WaitStatus,
 )
-from airflow_provider_kontext.results import image_url_xcoms
+from airflow_provider_kontext.results import (
+    END_MODES,
+    END_RETURN_ALL,
+    END_RETURN_FIRST,
+    image_url_xcoms,
+)
+from airflow_provider_kontext.results import (
+    SUCCESS_EVENT_PAYLOAD as SUCCESS_EVENT_PAYLOAD,
+)
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Mapping, Sequence
 
-#: ``end_from_trigger`` values: on success end the task here, pushing as ``return_value`` the first
-#: result dict, the list of them, or nothing (``do_xcom_push=False``).
-END_RETURN_FIRST: Final = "first"
-END_RETURN_ALL: Final = "all"
-END_RETURN_NOTHING: Final = "nothing"
-END_MODES: Final = frozenset({END_RETURN_FIRST, END_RETURN_ALL, END_RETURN_NOTHING})
-#: The payload of a ``TaskSuccessEvent`` (``str(TaskInstanceState.SUCCESS)``), should a resume get it.
-SUCCESS_EVENT_PAYLOAD: Final = "success"
 
 #: Imported off the loop by the first run(): aiohttp, and the connection lookup's compat layer.
 _HEAVY_MODULES: Final = ("airflow_provider_kontext.hooks.async_client", "airflow.providers.common.compat.connection")

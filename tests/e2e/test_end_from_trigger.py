@@ -82,6 +82,9 @@ def test_wait_with_nothing_left_for_the_worker_ends_in_the_triggerer(airflow_dep
     assert xcom(d, DAG_ID, run_id, "in_triggerer", "result_image_urls") == [url]
     assert result["create_stats"]["attempts"] == 1, result  # the worker's create stats travelled with the trigger
     assert "stored_path" not in result
+    # The "Kontext image" extra link, which the api-server reads from the XCom the trigger pushed.
+    links = d.api_json("GET", run_path(DAG_ID, run_id, "/taskInstances/in_triggerer/links"))
+    assert url in json.dumps(links), links
     ti = d.api_json("GET", run_path(DAG_ID, run_id, "/taskInstances/in_triggerer"))
     assert ti["state"] == "success" and ti["try_number"] == 1, ti
     trigger_logs = d.trigger_logs(DAG_ID, run_id, "in_triggerer")

@@ -13,7 +13,8 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from airflow.sdk import Asset
+from airflow.providers.standard.operators.empty import EmptyOperator
+from airflow.sdk import DAG, Asset
 from airflow.sdk.exceptions import TaskDeferred
 from airflow.triggers.base import TaskSuccessEvent, TriggerEvent
 
@@ -139,6 +140,14 @@ def test_the_worker_keeps_the_resume_when_it_has_work_left(
     assert deferred_trigger(operator(deferrable=True, **kwargs)).end_from_trigger == expected
 
 
+def test_a_task_with_downstream_tasks_keeps_the_resume(emulator: EmulatorServer) -> None:
+    # Airflow 3.3.2 hands a trigger's XComs to a downstream task JSON-encoded (a str, not the dict).
+    with DAG("kontext_downstream", schedule=None):
+        generate = operator(deferrable=True)
+        generate >> EmptyOperator(task_id="after")
+    assert deferred_trigger(generate).end_from_trigger is None
+
+
 def test_a_subclass_that_overrides_the_resume_keeps_it(emulator: EmulatorServer) -> None:
     class Custom(KontextGenerateOperator):
         def finish(self, *args: Any, **kwargs: Any) -> Any:
@@ -176,6 +185,19 @@ def test_sensor_with_literal_ids_starts_in_the_triggerer() -> None:
     single = KontextTaskSensor(task_id="one", kontext_task_ids="t1", deferrable=True).start_trigger_args
     assert single is not None and single.trigger_kwargs is not None
     assert single.trigger_kwargs["end_from_trigger"] == "first"
+
+
+def test_sensor_with_downstream_tasks_starts_in_the_triggerer_but_resumes_to_end() -> None:
+    with DAG("kontext_sensor_downstream", schedule=None):
+        sensor = KontextTaskSensor(task_id="wait", kontext_task_ids="t1", deferrable=True)
+        args = sensor.start_trigger_args
+        assert args is not None and args.trigger_kwargs is not None
+        assert args.trigger_kwargs["end_from_trigger"] == "first"
+        sensor >> EmptyOperator(task_id="after")
+    args = sensor.start_trigger_args  # read again, as Airflow does when it serializes the whole DAG
+    assert sensor.start_from_trigger is True
+    assert args is not None and args.trigger_kwargs is not None
+    assert args.trigger_kwargs["end_from_trigger"] is None
 
 
 @pytest.mark.parametrize(
