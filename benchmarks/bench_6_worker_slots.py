@@ -47,8 +47,8 @@ STARTS_BEFORE = 2
 
 #: Issue goal: "about 0" waiting slot time when deferred; read as at most a tenth of blocking.
 WAITING_GOAL = 0.1
-#: Deferring pays two task starts (submit, resume) instead of one; it must still at least halve
-#: the total slot time to be worth it.
+#: Deferring used to pay two task starts (submit, resume) instead of one; it must still at least
+#: halve the total slot time to be worth it.
 PER_IMAGE_GOAL = 0.5
 
 
@@ -216,7 +216,7 @@ def run(quick: bool) -> list[Figure]:
             passed=per_image_ratio <= PER_IMAGE_GOAL,
             unit="s",
             note=(
-                f"Deferrable: {deferred.holds} worker holds (submit + resume per task), "
+                f"Deferrable: {deferred.holds} worker holds (submit, plus any resume on a worker), "
                 f"run {deferred.wall_seconds:.0f} s wall; blocking: {blocking.holds} holds, "
                 f"{blocking.wall_seconds:.0f} s wall. Process start-up "
                 f"(queued, slot already taken, ~5 s a task on 2 cores) is not in `running` and not counted."
