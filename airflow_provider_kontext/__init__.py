@@ -15,7 +15,7 @@ __all__ = ["__version__", "get_provider_info"]
 
 def get_provider_info() -> dict[str, Any]:
     """Describe the provider to Airflow's ProvidersManager (the ``apache_airflow_provider`` entry point)."""
-    from airflow_provider_kontext.protocol.extras import CONN_FIELDS
+    from airflow_provider_kontext._protocol.extras import CONN_FIELDS
 
     return {
         "package-name": "airflow-provider-kontext",
@@ -64,6 +64,9 @@ def get_provider_info() -> dict[str, Any]:
         "task-decorators": [
             {"name": "kontext", "class-name": "airflow_provider_kontext.decorators.generate.kontext_task"},
             {"name": "kontext_batch", "class-name": "airflow_provider_kontext.decorators.batch.kontext_batch_task"},
+        ],
+        "plugins": [
+            {"name": "kontext_images", "plugin-class": "airflow_provider_kontext._ui.plugin.KontextImagesPlugin"}
         ],
         "connection-types": [
             {

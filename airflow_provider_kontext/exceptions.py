@@ -6,7 +6,7 @@ Every message carries the kie task id when there is one and kie's own message wh
 one. No message, ``repr`` or attribute ever carries the API key or request headers.
 
 Whether an error may be retried is decided in one place,
-:mod:`airflow_provider_kontext.protocol.retry`, not here: the same error can be safe to
+:mod:`airflow_provider_kontext._protocol.retry`, not here: the same error can be safe to
 retry on a status read and unsafe on a create.
 """
 
@@ -162,7 +162,7 @@ class KontextTaskFailedError(KontextError):
     """
     A task reached a failed terminal state. Subclasses say why.
 
-    :param status: The terminal :class:`~airflow_provider_kontext.protocol.record.TaskStatus` value.
+    :param status: The terminal :class:`~airflow_provider_kontext._protocol.record.TaskStatus` value.
     :param error_code: kie's ``errorCode`` (int, str or None as kie sent it).
     """
 

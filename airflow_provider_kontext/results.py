@@ -9,13 +9,15 @@ if TYPE_CHECKING:
 
 
 #: Pushed right after a create succeeds, before any waiting, so the id survives a failed wait.
-TASK_ID_KEY: Final = "kontext_task_id"
+TASK_ID_KEY: Final = "kie_task_id"
 #: A batch's ids, in request order, re-pushed after every create.
-TASK_IDS_KEY: Final = "kontext_task_ids"
+TASK_IDS_KEY: Final = "kie_task_ids"
 #: The (first) result image URL; also what the "Kontext image" extra link opens.
 RESULT_IMAGE_URL_KEY: Final = "result_image_url"
 #: Every result image URL, in the order the tasks were given.
 RESULT_IMAGE_URLS_KEY: Final = "result_image_urls"
+#: The items a ``KontextReviewOperator`` put in front of a reviewer, each with its ``review`` decision.
+REVIEW_ITEMS_KEY: Final = "kontext_review_items"
 #: ``status`` of a batch item whose create failed (``fail_on_any_failure=False``): no kie task.
 NOT_CREATED_STATUS: Final = "NOT_CREATED"
 

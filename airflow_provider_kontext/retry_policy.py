@@ -2,11 +2,11 @@
 
 ``retries=3`` on a prompt kie refuses for content policy would otherwise run four tries and
 create, and pay for, four tasks. The policy lets Airflow ask, per exception, whether a new try
-can help; the answer comes from :func:`~airflow_provider_kontext.protocol.retry.task_retry_advice`,
+can help; the answer comes from :func:`~airflow_provider_kontext._protocol.retry.task_retry_advice`,
 which sits beside the per-request retry rules, so what is retried where is decided in one place.
 
 The provider's operators, sensor and decorators use it when the DAG author set no
-``retry_policy`` of their own (:mod:`~airflow_provider_kontext.task_defaults`). Retry policies
+``retry_policy`` of their own (:mod:`~airflow_provider_kontext._tasks.task_defaults`). Retry policies
 are new in Airflow 3.3: importing this module on older versions raises ``ImportError``, and
 there nothing changes.
 """
@@ -46,7 +46,7 @@ class KontextRetryPolicy(RetryPolicy):
         context: Context | None = None,
     ) -> RetryDecision:
         # Imported at failure time, on the worker: DAG parsing only needs the class.
-        from airflow_provider_kontext.protocol.retry import TaskRetry, task_retry_advice
+        from airflow_provider_kontext._protocol.retry import TaskRetry, task_retry_advice
 
         advice = task_retry_advice(exception)
         if advice.action is TaskRetry.FAIL:

@@ -30,8 +30,8 @@ from typing import TYPE_CHECKING, Any
 from benchmarks.common import API_KEY, Figure, bench_main, emulator_process, percentile
 
 if TYPE_CHECKING:
-    from airflow_provider_kontext.protocol.record import TaskRecord
-    from airflow_provider_kontext.protocol.schedule import PollSchedule
+    from airflow_provider_kontext._protocol.record import TaskRecord
+    from airflow_provider_kontext._protocol.schedule import PollSchedule
 
 SCALE = 0.25
 MEDIAN_SECONDS = 20.0
@@ -54,9 +54,9 @@ def _get(url: str) -> Any:
 
 def measure(base_url: str, schedule: PollSchedule, seconds: list[float]) -> tuple[list[float], float]:
     """Create one task per generation time, wait with ``schedule``; real-equivalent latencies, calls per image."""
+    from airflow_provider_kontext._protocol.ratelimit import CreatePacer
+    from airflow_provider_kontext._protocol.request import GenerateRequest
     from airflow_provider_kontext.hooks.kontext import KontextHook
-    from airflow_provider_kontext.protocol.ratelimit import CreatePacer
-    from airflow_provider_kontext.protocol.request import GenerateRequest
 
     calls: dict[str, int] = {}
     seen_at: dict[str, float] = {}
@@ -76,7 +76,7 @@ def measure(base_url: str, schedule: PollSchedule, seconds: list[float]) -> tupl
 
     hook = CountingHook()
     requests_ = [GenerateRequest.from_fields(f"a harbour at night [emulator:slow={s * SCALE:.3f}]") for s in seconds]
-    ids = [outcome.task_id or "" for outcome in hook.submit_each(requests_, pacer=CreatePacer(10_000, 1.0))]
+    ids = [outcome.kie_task_id or "" for outcome in hook.submit_each(requests_, pacer=CreatePacer(10_000, 1.0))]
     result = hook.wait_for_tasks(ids, timeout=600, schedule=schedule)
     hook.close()
     assert result.status.value == "success", result.message
@@ -85,7 +85,7 @@ def measure(base_url: str, schedule: PollSchedule, seconds: list[float]) -> tupl
 
 
 def run(quick: bool) -> list[Figure]:
-    from airflow_provider_kontext.protocol.schedule import PollSchedule
+    from airflow_provider_kontext._protocol.schedule import PollSchedule
 
     seconds = generation_times(12 if quick else 40)
     interval = INTERVAL_SECONDS * SCALE

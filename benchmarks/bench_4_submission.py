@@ -1,7 +1,7 @@
 """Submission: how close a batch's creates get to kie's rate limit without a single 429.
 
 kie drops (does not queue) creates beyond 20 per 10 s per account, so the batch operator paces
-itself with :class:`~airflow_provider_kontext.protocol.ratelimit.CreateRateLimiter`. Too timid
+itself with :class:`~airflow_provider_kontext._protocol.ratelimit.CreateRateLimiter`. Too timid
 and a 200-image batch takes needlessly long; too eager and creates are rejected and resent.
 The real operator (``wait_for_completion=False``, so only submission is timed) creates ``N``
 tasks against the emulator enforcing the same limit as a true sliding window. Each task's

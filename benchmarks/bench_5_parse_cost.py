@@ -35,7 +35,7 @@ with DAG(dag_id="bench_parse_kontext", schedule=None):
     many = KontextBatchGenerateOperator(
         task_id="many", requests=[{"prompt": f"a fox, variation {i}"} for i in range(10)]
     )
-    wait = KontextTaskSensor(task_id="wait", kontext_task_ids="{{ ti.xcom_pull('one') }}")
+    wait = KontextTaskSensor(task_id="wait", kie_task_ids="{{ ti.xcom_pull('one') }}")
     one >> many >> wait
 """
 

@@ -130,7 +130,7 @@ def measure(d: Deployment, dag_id: str, tasks: int) -> SlotUse:
 def sensor_dag(kie_task_ids: list[str]) -> str:
     """A DAG of deferrable sensors with literal ids (known at parse time), one per image."""
     waits = "\n".join(
-        f"    KontextTaskSensor(task_id='wait_{n}', kontext_task_ids={task_id!r}, deferrable=True, poll_interval=2)"
+        f"    KontextTaskSensor(task_id='wait_{n}', kie_task_ids={task_id!r}, deferrable=True, poll_interval=2)"
         for n, task_id in enumerate(kie_task_ids)
     )
     return (

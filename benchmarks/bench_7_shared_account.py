@@ -10,10 +10,11 @@ and the 429 backoff share the account.
 
 Figures per scenario and mode:
 
-* achieved rate / capacity left to us: ``(N - C) / span`` over the server's create times,
-  against ``C / W`` (``C`` creates per window left to us). A sliding window lets the first
-  ``C`` go at once and each further ``C`` one window later, so 1.0 is perfect use of the
-  account. Met only when every task succeeded and no image was created twice.
+* accepted rate / capacity left to us: the fastest schedule the account's sliding window allows
+  for ``N`` creates with ``C`` per window left to us (the first ``C`` at once, each further ``C``
+  one window later: ``floor((N - 1) / C) * W``), divided by the span the server saw from the
+  first create to the last. 1.0 is perfect use of the account; start-up spread of the task
+  processes counts against it. Met only when every task succeeded and no image was created twice.
 * creates refused by kie's limit per accepted create (the emulator's own count).
 """
 
@@ -139,7 +140,7 @@ def measure(scenario: Scenario, window: float, shared: bool) -> dict[str, Any]:
     images = sum(scenario.tasks)
     capacity = LIMIT - scenario.held
     span = created_at[-1] - created_at[0] if len(created_at) > 1 else 0.0
-    achieved = (len(created_at) - capacity) / span if span > 0 and len(created_at) > capacity else 0.0
+    fastest = ((len(created_at) - 1) // capacity) * window if created_at else 0.0
     accepted = int(stats["creates_accepted"])
     return {
         "succeeded": sum(1 for outcome in outcomes if outcome["ok"]),
@@ -149,7 +150,8 @@ def measure(scenario: Scenario, window: float, shared: bool) -> dict[str, Any]:
         "duplicates": accepted - len(set(ids)),
         "refused": int(stats["creates_rejected_rate_limit"]),
         "accepted": accepted,
-        "ratio": achieved / (capacity / (window + 0.0)),
+        "ratio": fastest / span if span > 0 else 0.0,
+        "fastest": fastest,
         "span": span,
         "errors": [outcome["error"] for outcome in outcomes if not outcome["ok"]][:2],
     }
@@ -173,13 +175,13 @@ def run(quick: bool) -> list[Figure]:
                 Figure(
                     benchmark=label,
                     metric=f"{scenario.name}: accepted rate / capacity left",
-                    ours=round(got["ratio"] * (LIMIT - scenario.held) / window, 3),
-                    reference=f"{LIMIT - scenario.held} per {window:g} s",
-                    reference_value=(LIMIT - scenario.held) / window,
+                    ours=round(got["span"], 2),
+                    reference=f"fastest at {LIMIT - scenario.held} per {window:g} s",
+                    reference_value=got["fastest"],
                     ratio=round(got["ratio"], 3),
                     goal=">= 0.8, all tasks ok, 0 duplicates",
                     passed=all_good and got["ratio"] >= 0.8,
-                    unit="creates/s",
+                    unit="s",
                     note=note,
                 )
             )

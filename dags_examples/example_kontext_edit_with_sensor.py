@@ -39,7 +39,7 @@ with DAG(
     )
     wait_for_edit = KontextTaskSensor(
         task_id="wait_for_edit",
-        kontext_task_ids=submit_edit.output,
+        kie_task_ids=submit_edit.output,
         deferrable=True,
         poll_interval=3,
         timeout=15 * 60,

@@ -279,8 +279,8 @@ def _run_batch(config: SoakConfig, requests: list[dict[str, Any]]) -> list[dict[
     """Execute the batch operator the way Airflow does, on the worker and (deferred) in the triggerer."""
     from airflow.sdk.exceptions import TaskDeferred
 
+    from airflow_provider_kontext._protocol.defaults import KIE_CREATES_PER_WINDOW, KIE_WINDOW_SECONDS
     from airflow_provider_kontext.operators.batch import KontextBatchGenerateOperator
-    from airflow_provider_kontext.protocol.defaults import KIE_CREATES_PER_WINDOW, KIE_WINDOW_SECONDS
 
     def operator() -> KontextBatchGenerateOperator:
         return KontextBatchGenerateOperator(
@@ -318,7 +318,7 @@ def _run_batch(config: SoakConfig, requests: list[dict[str, Any]]) -> list[dict[
 
 
 def _actual_outcome(result: Mapping[str, Any]) -> str:
-    from airflow_provider_kontext.protocol.record import TaskRecord
+    from airflow_provider_kontext._protocol.record import TaskRecord
     from airflow_provider_kontext.results import NOT_CREATED_STATUS
 
     if result.get("status") == NOT_CREATED_STATUS:

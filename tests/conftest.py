@@ -71,8 +71,8 @@ def emulator(emulator_session: EmulatorServer, monkeypatch: pytest.MonkeyPatch) 
 
 def forget_host_window(base_url: str, api_key: str = API_KEY) -> None:
     """Start a test with an empty host-wide create window, as the emulator's limiter is after a reset."""
+    from airflow_provider_kontext._protocol.settings import ClientSettings
     from airflow_provider_kontext.hooks._host_window import HostWindow
-    from airflow_provider_kontext.protocol.settings import ClientSettings
 
     path = HostWindow(ClientSettings(api_key=api_key, base_url=base_url).account_id).path
     if os.path.exists(path):

@@ -19,9 +19,9 @@ from airflow.providers.common.compat.sdk import (
     task_decorator_factory,
 )
 
+from airflow_provider_kontext._tasks.prepare import returned_fields
 from airflow_provider_kontext.exceptions import KontextValidationError
 from airflow_provider_kontext.operators.batch import KontextBatchGenerateOperator
-from airflow_provider_kontext.operators.prepare import returned_fields
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Collection, Mapping, Sequence

@@ -20,9 +20,9 @@ from airflow.providers.common.compat.sdk import (
     task_decorator_factory,
 )
 
+from airflow_provider_kontext._protocol.request import OPTIONAL_FIELDS
+from airflow_provider_kontext._tasks.prepare import returned_fields, validate_item
 from airflow_provider_kontext.operators.generate import KontextGenerateOperator
-from airflow_provider_kontext.operators.prepare import returned_fields, validate_item
-from airflow_provider_kontext.protocol.request import OPTIONAL_FIELDS
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Collection, Mapping, Sequence

@@ -17,7 +17,7 @@ import os
 import tempfile
 from typing import TYPE_CHECKING, Final, TypeVar
 
-from airflow_provider_kontext.protocol.ratelimit import WindowState
+from airflow_provider_kontext._protocol.ratelimit import WindowState
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -30,7 +30,7 @@ WINDOW_DIR: Final = os.path.join(tempfile.gettempdir(), "airflow-provider-kontex
 
 class HostWindow:
     """
-    A :class:`~airflow_provider_kontext.protocol.ratelimit.SlidingWindow` in a locked file.
+    A :class:`~airflow_provider_kontext._protocol.ratelimit.SlidingWindow` in a locked file.
 
     The file holds a header line ``allowance last_decrease`` (``-`` for unset) and one attempt
     time per line; a torn or foreign line costs that line, never the window.

@@ -3,7 +3,7 @@
 It can read task records and the credit balance and nothing else: a trigger may run twice
 (triggerer restart, HA takeover), so the client it uses cannot create a task by construction.
 
-Everything it knows about the protocol comes from :mod:`airflow_provider_kontext.protocol`,
+Everything it knows about the protocol comes from :mod:`airflow_provider_kontext._protocol`,
 the same parsers and retry rules as the sync hook. aiohttp rather than httpx: its CPU per poll
 is several times lower (benchmark 1 in the repository's benchmarks), and the triggerer's
 capacity depends on it.
@@ -32,8 +32,7 @@ import aiohttp
 import tenacity
 from yarl import URL
 
-from airflow_provider_kontext.exceptions import KontextError
-from airflow_provider_kontext.protocol.envelope import (
+from airflow_provider_kontext._protocol.envelope import (
     ApiRequest,
     Endpoint,
     TransportFailure,
@@ -43,14 +42,15 @@ from airflow_provider_kontext.protocol.envelope import (
     record_info_request,
     transport_error,
 )
-from airflow_provider_kontext.protocol.retry import retry_kwargs
-from airflow_provider_kontext.protocol.settings import ClientSettings
+from airflow_provider_kontext._protocol.retry import retry_kwargs
+from airflow_provider_kontext._protocol.settings import ClientSettings
+from airflow_provider_kontext.exceptions import KontextError
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Mapping
 
-    from airflow_provider_kontext.protocol.polling import TaskWaiter, WaitResult
-    from airflow_provider_kontext.protocol.record import TaskRecord
+    from airflow_provider_kontext._protocol.polling import TaskWaiter, WaitResult
+    from airflow_provider_kontext._protocol.record import TaskRecord
 
 T = TypeVar("T")
 
@@ -100,24 +100,24 @@ class AsyncKontextClient:
             port=conn.port,
         )
 
-    async def get_task(self, task_id: str, *, retry: bool = True) -> TaskRecord:
+    async def get_task(self, kie_task_id: str, *, retry: bool = True) -> TaskRecord:
         """The task's record; a task kie has not persisted yet reads as ``PENDING``."""
         if retry:
-            api_request = record_info_request(task_id)
+            api_request = record_info_request(kie_task_id)
             checked_id = api_request.params["taskId"]
             return await self._call(
                 api_request,
                 lambda status, body, headers: parse_record_info_response(status, body, headers, task_id=checked_id),
             )
-        cached = self._record_urls.get(task_id)
+        cached = self._record_urls.get(kie_task_id)
         if cached is None:
-            api_request = record_info_request(task_id)
+            api_request = record_info_request(kie_task_id)
             url = URL(self.settings.url_for(api_request.path)).with_query(api_request.params)
-            cached = self._record_urls[task_id] = (url, api_request.params["taskId"])
+            cached = self._record_urls[kie_task_id] = (url, api_request.params["taskId"])
         url, checked_id = cached
         # The poll loop's single attempt: no tenacity, no request object, a prebuilt URL.
         status, body, headers = await self._send(Endpoint.RECORD_INFO, "GET", url)
-        last = self._last_answers.get(task_id)
+        last = self._last_answers.get(kie_task_id)
         if last is not None and status == HTTPStatus.OK and last[0] == body:
             # A running task answers the same bytes poll after poll; parsing is pure, so the
             # record is the one parsed last time. Only successful answers are remembered, so an
@@ -125,7 +125,7 @@ class AsyncKontextClient:
             return last[1]
         record = parse_record_info_response(status, body, headers, task_id=checked_id)
         if status == HTTPStatus.OK:
-            self._last_answers[task_id] = (body, record)
+            self._last_answers[kie_task_id] = (body, record)
         return record
 
     async def get_credits(self) -> float:

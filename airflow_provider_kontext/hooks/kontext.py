@@ -1,8 +1,8 @@
 """``KontextHook``: the kie API over ``requests`` + ``tenacity`` for workers.
 
-A thin transport around :mod:`airflow_provider_kontext.protocol`: it turns each
-:class:`~airflow_provider_kontext.protocol.envelope.ApiRequest` into an HTTP exchange, maps
-``requests`` failures onto :class:`~airflow_provider_kontext.protocol.envelope.TransportFailure`
+A thin transport around :mod:`airflow_provider_kontext._protocol`: it turns each
+:class:`~airflow_provider_kontext._protocol.envelope.ApiRequest` into an HTTP exchange, maps
+``requests`` failures onto :class:`~airflow_provider_kontext._protocol.envelope.TransportFailure`
 and hands the raw answer back to the protocol's parsers. What is retried, how answers are read
 and when a wait is over are decided there, not here.
 """
@@ -25,20 +25,8 @@ from airflow.providers.common.compat.sdk import BaseHook
 from requests.adapters import HTTPAdapter
 from urllib3.exceptions import NewConnectionError
 
-from airflow_provider_kontext.exceptions import (
-    KontextAuthError,
-    KontextConfigurationError,
-    KontextDownloadError,
-    KontextError,
-    KontextInsufficientCreditsError,
-    KontextRateLimitError,
-    KontextServerError,
-    KontextServiceUnavailableError,
-    KontextValidationError,
-)
-from airflow_provider_kontext.hooks._host_window import HostWindow
-from airflow_provider_kontext.protocol.defaults import DEFAULT_CONN_ID, DEFAULT_MAX_IMAGE_BYTES
-from airflow_provider_kontext.protocol.envelope import (
+from airflow_provider_kontext._protocol.defaults import DEFAULT_CONN_ID, DEFAULT_MAX_IMAGE_BYTES
+from airflow_provider_kontext._protocol.envelope import (
     BASE64_UPLOAD_MAX_BYTES,
     ApiRequest,
     Endpoint,
@@ -61,23 +49,35 @@ from airflow_provider_kontext.protocol.envelope import (
     upload_stream_request,
     upload_url_request,
 )
-from airflow_provider_kontext.protocol.polling import (
+from airflow_provider_kontext._protocol.polling import (
     DEFAULT_POLL_INTERVAL_SECONDS,
     DEFAULT_TIMEOUT_SECONDS,
     PollSchedule,
     TaskWaiter,
     WaitResult,
 )
-from airflow_provider_kontext.protocol.ratelimit import CreatePacer, CreateStats
-from airflow_provider_kontext.protocol.request import GenerateRequest, check_http_url
-from airflow_provider_kontext.protocol.retry import retry_kwargs
-from airflow_provider_kontext.protocol.settings import ClientSettings
+from airflow_provider_kontext._protocol.ratelimit import CreatePacer, CreateStats
+from airflow_provider_kontext._protocol.request import GenerateRequest, check_http_url
+from airflow_provider_kontext._protocol.retry import retry_kwargs
+from airflow_provider_kontext._protocol.settings import ClientSettings
+from airflow_provider_kontext.exceptions import (
+    KontextAuthError,
+    KontextConfigurationError,
+    KontextDownloadError,
+    KontextError,
+    KontextInsufficientCreditsError,
+    KontextRateLimitError,
+    KontextServerError,
+    KontextServiceUnavailableError,
+    KontextValidationError,
+)
+from airflow_provider_kontext.hooks._host_window import HostWindow
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Mapping, Sequence
 
-    from airflow_provider_kontext.protocol.ratelimit import SlidingWindow
-    from airflow_provider_kontext.protocol.record import TaskRecord
+    from airflow_provider_kontext._protocol.ratelimit import SlidingWindow
+    from airflow_provider_kontext._protocol.record import TaskRecord
 
 T = TypeVar("T")
 
@@ -111,7 +111,7 @@ UploadSource = str | os.PathLike[str] | SupportsOpen
 class CreateOutcome(NamedTuple):
     """One request's create: its kie task id or the error that stopped it, and what it cost."""
 
-    task_id: str | None
+    kie_task_id: str | None
     error: KontextError | None
     stats: CreateStats
 
@@ -175,7 +175,7 @@ class KontextHook(BaseHook):
     def session(self) -> requests.Session:
         """One keep-alive session per hook. No Authorization here: it is added per API call only."""
         session = requests.Session()
-        # No hidden urllib3 retries: every resend decision goes through protocol.retry.
+        # No hidden urllib3 retries: every resend decision goes through _protocol.retry.
         adapter = HTTPAdapter(max_retries=0, pool_connections=4, pool_maxsize=16)
         session.mount("http://", adapter)
         session.mount("https://", adapter)
@@ -205,19 +205,18 @@ class KontextHook(BaseHook):
     def submit(self, request: GenerateRequest, *, pacer: CreatePacer | None = None) -> str:
         """Submit an already-validated :class:`GenerateRequest`; return the kie task id."""
         (outcome,) = self.submit_each([request], pacer=pacer, keep_going=False)
-        assert outcome.task_id is not None  # keep_going=False raises instead of yielding an error
-        return outcome.task_id
+        assert outcome.kie_task_id is not None  # keep_going=False raises instead of yielding an error
+        return outcome.kie_task_id
 
-    def get_task(self, task_id: str, *, retry: bool = True) -> TaskRecord:
+    def get_task(self, kie_task_id: str, *, retry: bool = True) -> TaskRecord:
         """The task's record; a task kie has not persisted yet reads as ``PENDING``."""
-        api_request = record_info_request(task_id)
+        api_request = record_info_request(kie_task_id)
         return self._call(
             api_request,
             lambda status, body, headers: parse_record_info_response(
                 status, body, headers, task_id=api_request.params["taskId"]
             ),
             retry=retry,
-            task_id=task_id,
         )
 
     def get_credits(self) -> float:
@@ -385,7 +384,7 @@ class KontextHook(BaseHook):
 
     def wait_for_tasks(
         self,
-        task_ids: Sequence[str],
+        kie_task_ids: Sequence[str],
         *,
         timeout: float = DEFAULT_TIMEOUT_SECONDS,
         poll_interval: float = DEFAULT_POLL_INTERVAL_SECONDS,
@@ -397,12 +396,12 @@ class KontextHook(BaseHook):
         Poll until every task is terminal or ``timeout`` seconds pass; never raises for task failures.
 
         :param poll_interval: The longest gap between two status-check rounds; the first round
-            follows :class:`~airflow_provider_kontext.protocol.schedule.PollSchedule`'s default,
+            follows :class:`~airflow_provider_kontext._protocol.schedule.PollSchedule`'s default,
             which skips the rounds before any Kontext generation can be done.
         :param schedule: A complete schedule instead (e.g. ``first_delay=0`` for tasks created
             long ago); overrides ``poll_interval``.
         """
-        waiter = TaskWaiter(task_ids, end_time=clock() + timeout)
+        waiter = TaskWaiter(kie_task_ids, end_time=clock() + timeout)
         if schedule is None:
             schedule = PollSchedule(interval=poll_interval)
         polls = 0
@@ -414,9 +413,9 @@ class KontextHook(BaseHook):
                 return outcome
             self.log.info("%s", waiter.progress())
 
-    def wait_for_task(self, task_id: str, **kwargs: Any) -> TaskRecord:
+    def wait_for_task(self, kie_task_id: str, **kwargs: Any) -> TaskRecord:
         """Wait for one task and return its record, raising the typed error if it failed or timed out."""
-        result = self.wait_for_tasks([task_id], **kwargs)
+        result = self.wait_for_tasks([kie_task_id], **kwargs)
         result.raise_for_status()
         return result.records[0]
 
@@ -633,7 +632,6 @@ class KontextHook(BaseHook):
         parse: Callable[[int, bytes, Mapping[str, str]], T],
         *,
         retry: bool = True,
-        task_id: str | None = None,
     ) -> T:
         kwargs = retry_kwargs(api_request.endpoint, self.settings.retry_policy)
         if not retry:

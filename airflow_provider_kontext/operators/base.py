@@ -11,25 +11,25 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator, conf
 
-from airflow_provider_kontext.links import KontextImageLink
-from airflow_provider_kontext.operators.prepare import check_output_path
-from airflow_provider_kontext.protocol.defaults import (
+from airflow_provider_kontext._protocol.defaults import (
     DEFAULT_CONN_ID,
     DEFAULT_MAX_IMAGE_BYTES,
     DEFAULT_POLL_INTERVAL_SECONDS,
     DEFAULT_TIMEOUT_SECONDS,
 )
-from airflow_provider_kontext.protocol.schedule import PollSchedule
-from airflow_provider_kontext.task_defaults import apply_default_retry_policy
+from airflow_provider_kontext._protocol.schedule import PollSchedule
+from airflow_provider_kontext._tasks.prepare import check_output_path
+from airflow_provider_kontext._tasks.task_defaults import apply_default_retry_policy
+from airflow_provider_kontext.links import KontextImageLink
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
 
     from airflow.providers.common.compat.sdk import Context
 
+    from airflow_provider_kontext._protocol.polling import WaitResult
     from airflow_provider_kontext.exceptions import KontextError
     from airflow_provider_kontext.hooks.kontext import KontextHook
-    from airflow_provider_kontext.protocol.polling import WaitResult
 
 # The submit/wait/finish machinery (ledger, waiting, polling, envelope parsing, retry policy)
 # is imported inside the methods that run it: a DAG file is parsed again and again by the DAG
@@ -121,9 +121,9 @@ class KontextSubmitOperator(BaseOperator):
         one) and wait out kie's 429s until the task's deadline: ``timeout`` from now, capped by
         ``execution_timeout``. The same budget then bounds the wait for the images.
         """
-        from airflow_provider_kontext.operators.ledger import submit_once
-        from airflow_provider_kontext.operators.waiting import not_created_record, wait_budget, wait_for
-        from airflow_provider_kontext.protocol.polling import WaitResult, WaitStatus
+        from airflow_provider_kontext._protocol.polling import WaitResult, WaitStatus
+        from airflow_provider_kontext._tasks.ledger import submit_once
+        from airflow_provider_kontext._tasks.waiting import not_created_record, wait_budget, wait_for
 
         check_output_path(self.output_path, self.output_file_name)
         budget = wait_budget(self.timeout, self.execution_timeout)
@@ -178,7 +178,7 @@ class KontextSubmitOperator(BaseOperator):
         create_stats: list[dict[str, Any] | None] | None = None,
     ) -> Any:
         """Resume after the trigger: validate its event, then succeed or raise the typed error."""
-        from airflow_provider_kontext.protocol.polling import WaitResult
+        from airflow_provider_kontext._protocol.polling import WaitResult
 
         return self.finish(context, WaitResult.from_event(event), not_created=not_created, create_stats=create_stats)
 
@@ -206,7 +206,7 @@ class KontextSubmitOperator(BaseOperator):
         not_created: Mapping[str, Any] | None = None,
         create_stats: Sequence[Mapping[str, Any] | None] | None = None,
     ) -> list[dict[str, Any]]:
-        from airflow_provider_kontext.operators.waiting import finish_wait
+        from airflow_provider_kontext._tasks.waiting import finish_wait
 
         return finish_wait(
             self,

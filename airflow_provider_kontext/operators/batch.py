@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from airflow_provider_kontext._protocol.ratelimit import check_rate_limit
+from airflow_provider_kontext._tasks.prepare import contains_unrendered, validate_items
 from airflow_provider_kontext.operators.base import KontextSubmitOperator
-from airflow_provider_kontext.operators.prepare import contains_unrendered, validate_items
-from airflow_provider_kontext.protocol.ratelimit import check_rate_limit
 from airflow_provider_kontext.results import TASK_IDS_KEY
 
 if TYPE_CHECKING:
@@ -20,7 +20,7 @@ if TYPE_CHECKING:
 
     from airflow.providers.common.compat.sdk import Context
 
-    from airflow_provider_kontext.protocol.polling import (
+    from airflow_provider_kontext._protocol.polling import (
         WaitResult,
     )
 
@@ -31,11 +31,11 @@ class KontextBatchGenerateOperator(KontextSubmitOperator):
 
     Returns one result dict per request, in request order (see :class:`KontextGenerateOperator`
     for its keys), or the list of kie task ids with ``wait_for_completion=False``. The ids are
-    pushed to XCom ``kontext_task_ids`` after every create (aligned with ``requests``, ``None``
+    pushed to XCom ``kie_task_ids`` after every create (aligned with ``requests``, ``None``
     for requests not created yet), so a failure part-way still shows
     what was created (and billed). On Airflow 3.3+ they are also kept in the task state store,
     so an Airflow retry re-attaches to tasks still running or done and re-creates only failed
-    ones (:mod:`~airflow_provider_kontext.operators.ledger`).
+    ones (:mod:`~airflow_provider_kontext._tasks.ledger`).
 
     :param requests: A list of dicts, each with the generate fields (``prompt``, ``input_image``,
         ``aspect_ratio``, ``output_format``, ``model``, ...). Templated.

@@ -2,16 +2,16 @@
 
 The create request is sent on the worker, once; the wait happens in the triggerer (deferrable)
 or on the worker (blocking), both decided by the same
-:class:`~airflow_provider_kontext.protocol.polling.TaskWaiter`.
+:class:`~airflow_provider_kontext._protocol.polling.TaskWaiter`.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Final
 
+from airflow_provider_kontext._protocol.request import OPTIONAL_FIELDS
+from airflow_provider_kontext._tasks.prepare import is_unrendered, validate_item
 from airflow_provider_kontext.operators.base import KontextSubmitOperator
-from airflow_provider_kontext.operators.prepare import is_unrendered, validate_item
-from airflow_provider_kontext.protocol.request import OPTIONAL_FIELDS
 from airflow_provider_kontext.results import TASK_ID_KEY
 
 if TYPE_CHECKING:
@@ -19,8 +19,8 @@ if TYPE_CHECKING:
 
     from airflow.providers.common.compat.sdk import Context
 
-    from airflow_provider_kontext.protocol.polling import WaitResult
-    from airflow_provider_kontext.protocol.request import GenerateRequest
+    from airflow_provider_kontext._protocol.polling import WaitResult
+    from airflow_provider_kontext._protocol.request import GenerateRequest
 
 #: Stand-ins used to validate the static fields while a templated one is still unrendered.
 _TEMPLATE_PLACEHOLDERS: Final[dict[str, Any]] = {
@@ -38,7 +38,7 @@ class KontextGenerateOperator(KontextSubmitOperator):
     Returns a small dict (``kie_task_id``, ``status``, ``result_image_url``, ``origin_image_url``,
     ``prompt``, ``model``, ``aspect_ratio``, ``create_time``, ``complete_time``, ...), or just the
     kie task id with ``wait_for_completion=False``. The kie task id is pushed to XCom key
-    ``kontext_task_id`` as soon as the task is created, and the image URL to
+    ``kie_task_id`` as soon as the task is created, and the image URL to
     ``result_image_url``. kie keeps images 14 days: copy them somewhere durable.
 
     On Airflow 3.3+ the kie task id is kept in the task state store, so an Airflow retry
@@ -162,8 +162,8 @@ class KontextGenerateOperator(KontextSubmitOperator):
         if isinstance(event, str) and event == SUCCESS_EVENT_PAYLOAD:
             # The trigger ended the task (TaskSuccessEvent), yet something resumed it with that
             # event's bare payload: dag.test() does. The task is done; read it once more.
-            from airflow_provider_kontext.operators.waiting import wait_budget
-            from airflow_provider_kontext.protocol.schedule import PollSchedule
+            from airflow_provider_kontext._protocol.schedule import PollSchedule
+            from airflow_provider_kontext._tasks.waiting import wait_budget
 
             ti = context["ti"]
             kie_task_id = ti.xcom_pull(task_ids=ti.task_id, key=TASK_ID_KEY, map_indexes=ti.map_index)
@@ -177,7 +177,7 @@ class KontextGenerateOperator(KontextSubmitOperator):
 
     def trigger_end_mode(self) -> str | None:
         """End a successful deferred wait in the triggerer when the worker would only return the result."""
-        from airflow_provider_kontext.task_defaults import end_mode
+        from airflow_provider_kontext._tasks.task_defaults import end_mode
 
         own = type(self).finish is KontextGenerateOperator.finish and (
             type(self).execute_complete is KontextGenerateOperator.execute_complete

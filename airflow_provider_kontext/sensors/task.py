@@ -7,16 +7,16 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseSensorOperator, PokeReturnValue, conf
 
-from airflow_provider_kontext.links import KontextImageLink
-from airflow_provider_kontext.operators.prepare import check_output_path, is_unrendered
-from airflow_provider_kontext.protocol.defaults import (
+from airflow_provider_kontext._protocol.defaults import (
     DEFAULT_CONN_ID,
     DEFAULT_MAX_IMAGE_BYTES,
     DEFAULT_POLL_INTERVAL_SECONDS,
     DEFAULT_TIMEOUT_SECONDS,
 )
-from airflow_provider_kontext.protocol.request import check_task_id
-from airflow_provider_kontext.task_defaults import airflow_ends_tasks_from_triggers, apply_default_retry_policy
+from airflow_provider_kontext._protocol.request import check_task_id
+from airflow_provider_kontext._tasks.prepare import check_output_path, is_unrendered
+from airflow_provider_kontext._tasks.task_defaults import airflow_ends_tasks_from_triggers, apply_default_retry_policy
+from airflow_provider_kontext.links import KontextImageLink
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -24,8 +24,8 @@ if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
     from airflow.triggers.base import StartTriggerArgs
 
+    from airflow_provider_kontext._protocol.polling import TaskWaiter, WaitResult
     from airflow_provider_kontext.hooks.kontext import KontextHook
-    from airflow_provider_kontext.protocol.polling import TaskWaiter, WaitResult
 
 # The waiting machinery (polling, envelope parsing, retry policy) is imported where a poke or
 # a resume runs it, not at module import: DAG files using the sensor are parsed over and over.
@@ -43,8 +43,8 @@ class KontextTaskSensor(BaseSensorOperator):
     Poke, reschedule and deferrable modes share one decision object with the trigger, so they
     cannot disagree about what "done" means.
 
-    :param kontext_task_ids: A kie task id or a list of them; typically the operator's
-        ``kontext_task_id`` XCom. Templated.
+    :param kie_task_ids: A kie task id or a list of them; typically the operator's
+        ``kie_task_id`` XCom. Templated.
     :param kontext_conn_id: The ``kontext`` Airflow connection.
     :param poll_interval: Seconds between checks (the sensor's ``poke_interval``).
     :param deferrable: Wait in the triggerer. Defaults to ``[operators] default_deferrable``.
@@ -58,14 +58,14 @@ class KontextTaskSensor(BaseSensorOperator):
     wait fails, and then only to raise the typed error.
     """
 
-    template_fields: Sequence[str] = ("kontext_task_ids", "output_path", "output_file_name")
+    template_fields: Sequence[str] = ("kie_task_ids", "output_path", "output_file_name")
     operator_extra_links = (KontextImageLink(),)
     ui_color = "#e8d5ff"
 
     def __init__(
         self,
         *,
-        kontext_task_ids: str | list[str],
+        kie_task_ids: str | list[str],
         kontext_conn_id: str = DEFAULT_CONN_ID,
         poll_interval: float = DEFAULT_POLL_INTERVAL_SECONDS,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
@@ -78,7 +78,7 @@ class KontextTaskSensor(BaseSensorOperator):
         kwargs.setdefault("poke_interval", poll_interval)
         super().__init__(timeout=timeout, **kwargs)
         apply_default_retry_policy(self)
-        self.kontext_task_ids = kontext_task_ids
+        self.kie_task_ids = kie_task_ids
         self.kontext_conn_id = kontext_conn_id
         self.poll_interval = float(kwargs["poke_interval"])
         self.deferrable = deferrable
@@ -91,7 +91,7 @@ class KontextTaskSensor(BaseSensorOperator):
             self._start_in_triggerer()
 
     def _ids_known_at_parse(self) -> bool:
-        ids = self.kontext_task_ids
+        ids = self.kie_task_ids
         return not (
             is_unrendered(ids) if isinstance(ids, str) else (not isinstance(ids, list) or any(map(is_unrendered, ids)))
         )
@@ -107,14 +107,14 @@ class KontextTaskSensor(BaseSensorOperator):
         Built when read (Airflow serializes the DAG after the whole file ran), not in ``__init__``.
 
         Whether a successful wait may end the task in the triggerer depends on its downstream
-        tasks (:func:`~airflow_provider_kontext.task_defaults.end_mode`), which are only known
+        tasks (:func:`~airflow_provider_kontext._tasks.task_defaults.end_mode`), which are only known
         once the DAG file has set the dependencies.
         """
         if not self.start_from_trigger:
             return None
         from airflow.triggers.base import StartTriggerArgs
 
-        from airflow_provider_kontext.task_defaults import DEFER_TIMEOUT_BUFFER_SECONDS
+        from airflow_provider_kontext._tasks.task_defaults import DEFER_TIMEOUT_BUFFER_SECONDS
 
         return StartTriggerArgs(
             trigger_cls="airflow_provider_kontext.triggers.task.KontextTaskTrigger",
@@ -136,7 +136,7 @@ class KontextTaskSensor(BaseSensorOperator):
 
     def trigger_end_mode(self) -> str | None:
         """End a successful deferred wait in the triggerer when the worker would only return the result."""
-        from airflow_provider_kontext.task_defaults import end_mode
+        from airflow_provider_kontext._tasks.task_defaults import end_mode
 
         own = type(self)._finish is KontextTaskSensor._finish and (
             type(self).execute_complete is KontextTaskSensor.execute_complete
@@ -150,16 +150,16 @@ class KontextTaskSensor(BaseSensorOperator):
         return KontextHook(kontext_conn_id=self.kontext_conn_id)
 
     def _task_ids(self) -> list[str]:
-        ids = self.kontext_task_ids
+        ids = self.kie_task_ids
         if isinstance(ids, str):
             return [check_task_id(ids)]
         return [check_task_id(task_id) for task_id in ids]
 
     def _returns_list(self) -> bool:
-        return not isinstance(self.kontext_task_ids, str)
+        return not isinstance(self.kie_task_ids, str)
 
     def execute(self, context: Context) -> Any:
-        from airflow_provider_kontext.operators.waiting import wait_for
+        from airflow_provider_kontext._tasks.waiting import wait_for
 
         check_output_path(self.output_path, self.output_file_name)
         if not self.deferrable:
@@ -177,7 +177,7 @@ class KontextTaskSensor(BaseSensorOperator):
         return self._finish(context, result)
 
     def poke(self, context: Context) -> bool | PokeReturnValue:
-        from airflow_provider_kontext.protocol.polling import TaskWaiter
+        from airflow_provider_kontext._protocol.polling import TaskWaiter
 
         if self._waiter is None:
             # In reschedule mode each poke is a new process: the "not found" grace starts at the
@@ -195,13 +195,13 @@ class KontextTaskSensor(BaseSensorOperator):
 
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
         """Resume after the trigger: a ``timeout`` event is a sensor timeout, so ``soft_fail`` applies."""
-        from airflow_provider_kontext.protocol.polling import WaitResult, WaitStatus
+        from airflow_provider_kontext._protocol.polling import WaitResult, WaitStatus
         from airflow_provider_kontext.results import SUCCESS_EVENT_PAYLOAD
 
         if isinstance(event, str) and event == SUCCESS_EVENT_PAYLOAD:
             # The trigger ended the task (TaskSuccessEvent) but something resumed it anyway, with
             # that event's bare payload: dag.test() does. The tasks are done; read them once more.
-            from airflow_provider_kontext.protocol.schedule import PollSchedule
+            from airflow_provider_kontext._protocol.schedule import PollSchedule
 
             result = self.hook.wait_for_tasks(
                 self._task_ids(),
@@ -217,7 +217,7 @@ class KontextTaskSensor(BaseSensorOperator):
         return self._finish(context, result)
 
     def _finish(self, context: Context, result: WaitResult) -> Any:
-        from airflow_provider_kontext.operators.waiting import finish_wait
+        from airflow_provider_kontext._tasks.waiting import finish_wait
 
         records = finish_wait(
             self,

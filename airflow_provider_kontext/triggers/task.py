@@ -4,7 +4,7 @@ Thin on purpose (the anthropic/common-ai batch-trigger shape): the task was crea
 worker; this only reads its status. It serializes plain identifiers and a wall-clock deadline,
 never the API key or headers, and it has no side effects, so running it twice (a triggerer
 restart, an HA takeover) is harmless: it resumes against the same deadline and never creates
-a task. The decision logic is :class:`~airflow_provider_kontext.protocol.polling.TaskWaiter`,
+a task. The decision logic is :class:`~airflow_provider_kontext._protocol.polling.TaskWaiter`,
 shared with the blocking path of the operator and the sensor.
 
 The triggerer imports this module *on its event loop* the first time it meets the classpath, so
@@ -22,8 +22,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from airflow.triggers.base import BaseTrigger, TaskSuccessEvent, TriggerEvent
 
-from airflow_provider_kontext.exceptions import KontextError
-from airflow_provider_kontext.protocol.polling import (
+from airflow_provider_kontext._protocol.polling import (
     DEFAULT_NOT_FOUND_GRACE_SECONDS,
     DEFAULT_POLL_INTERVAL_SECONDS,
     PollSchedule,
@@ -31,6 +30,7 @@ from airflow_provider_kontext.protocol.polling import (
     WaitResult,
     WaitStatus,
 )
+from airflow_provider_kontext.exceptions import KontextError
 from airflow_provider_kontext.results import (
     END_MODES,
     END_RETURN_ALL,
@@ -81,7 +81,7 @@ class KontextTaskTrigger(BaseTrigger):
     :param not_found_grace: Seconds ``recordInfo is null`` counts as "not persisted yet".
     :param first_poll_at: Wall-clock time (epoch seconds) of the first status check; ``None``
         checks at once. The operator sets it for tasks it has just created, which cannot be
-        done yet (:class:`~airflow_provider_kontext.protocol.schedule.PollSchedule`). Wall clock,
+        done yet (:class:`~airflow_provider_kontext._protocol.schedule.PollSchedule`). Wall clock,
         like ``end_time``: a trigger resumed after a restart past this time checks at once.
     :param end_from_trigger: ``None`` (default): every outcome resumes the task on a worker.
         Otherwise a *successful* wait ends the task here with a ``TaskSuccessEvent`` carrying the

@@ -102,7 +102,7 @@ def test_text_to_image(run_example: Any, emulator: EmulatorServer, deferrable: b
     assert result["status"] == "SUCCESS"
     assert result["prompt"] == "A ceramic coffee mug on a walnut desk, soft morning light"
     assert result["aspect_ratio"] == "16:9"
-    assert values[("generate", -1, "kontext_task_id")] == result["kie_task_id"]
+    assert values[("generate", -1, "kie_task_id")] == result["kie_task_id"]
     assert values[("generate", -1, "result_image_url")] == result["result_image_url"]
     assert_image(values[("save_image", -1, "return_value")], "PNG", 16 / 9)
     assert emulator.stats()["creates_accepted"] == 1
@@ -117,7 +117,7 @@ def test_edit_with_sensor(run_example: Any, emulator: EmulatorServer, deferrable
     _, values, deferrals = run_example("example_kontext_edit_with_sensor", deferrable=deferrable)
     original = values[("original", -1, "return_value")]
     edit_id = values[("submit_edit", -1, "return_value")]
-    assert edit_id == values[("submit_edit", -1, "kontext_task_id")]
+    assert edit_id == values[("submit_edit", -1, "kie_task_id")]
     edited = values[("wait_for_edit", -1, "return_value")]
     assert edited["kie_task_id"] == edit_id
     assert edited["input_image"] == original["result_image_url"]
@@ -154,7 +154,7 @@ def test_taskflow(run_example: Any, emulator: EmulatorServer, deferrable: bool) 
         assert shot["status"] == "SUCCESS"
         assert shot["aspect_ratio"] == "1:1"
         # The operator's XComs, pushed by the decorated task too.
-        assert values[("product_shot", index, "kontext_task_id")] == shot["kie_task_id"]
+        assert values[("product_shot", index, "kie_task_id")] == shot["kie_task_id"]
         assert values[("product_shot", index, "result_image_url")] == shot["result_image_url"]
         assert_image(shot["stored_path"].removeprefix("file://"), "PNG", 1.0)
     hero = values[("hero_shot", -1, "return_value")]

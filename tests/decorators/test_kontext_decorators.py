@@ -126,7 +126,7 @@ def test_the_result_is_the_operators(emulator: EmulatorServer) -> None:
     assert decorated["aspect_ratio"] == "1:1"
     # The same XComs as the operator's, under the same keys.
     assert decorated_context["ti"].xcom.keys() == plain_context["ti"].xcom.keys()
-    assert decorated_context["ti"].xcom["kontext_task_id"] == decorated["kie_task_id"]
+    assert decorated_context["ti"].xcom["kie_task_id"] == decorated["kie_task_id"]
     assert requests_to(emulator, "generate") == 2
 
 
@@ -148,7 +148,7 @@ def test_a_deferred_task_resumes_to_the_same_result(emulator: EmulatorServer) ->
     with pytest.raises(TaskDeferred) as deferred:
         op.execute(ctx)
     assert requests_to(emulator, "generate") == 1
-    kie_task_id = ctx["ti"].xcom["kontext_task_id"]
+    kie_task_id = ctx["ti"].xcom["kie_task_id"]
     # The trigger runs in the triggerer; here its event is awaited inline. The worker has nothing
     # left to do, so the trigger ends the task with the result as its return value.
     event = asyncio.run(_first_event(deferred.value.trigger))

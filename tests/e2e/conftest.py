@@ -18,6 +18,9 @@ if TYPE_CHECKING:
     from collections.abc import Iterator
 
 E2E_DAGS_DIR = Path(__file__).resolve().parent / "dags"
+#: Real logins (simple auth manager): requests without credentials are refused, as in production.
+#: ``Deployment.http`` carries the admin's token; the UI tests also log in as the viewer.
+E2E_USERS = {"admin": "admin", "viewer": "viewer"}
 
 #: Triggerer failover timing, shortened so the kill -9 test waits seconds, not a minute.
 #: A triggerer heartbeats its Job row every ``[triggerer] job_heartbeat_sec`` (default 5 s);
@@ -44,6 +47,7 @@ def airflow_deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dep
         api_key=API_KEY,
         connection=connection_json,
         extra_env=TRIGGERER_FAILOVER_ENV,
+        users=E2E_USERS,
     )
     with deploy(tmp_path_factory.mktemp("kontext-e2e"), spec) as deployment:
         yield deployment

@@ -192,6 +192,9 @@ class DeploymentSpec:
     :param database_url: The metadata DB's SQLAlchemy URL; ``None``: a SQLite file in the home.
     :param components: The Airflow processes to run.
     :param service_logs: Logs of services the caller runs (Postgres, Redis), for the diagnostics.
+    :param users: Simple auth manager users (name -> role, e.g. ``{"admin": "admin"}``): requests
+        then need credentials, and :attr:`Deployment.http` carries the first admin's token.
+        Empty: every request is an admin (``simple_auth_manager_all_admins``).
     """
 
     dag_files: Sequence[Path]
@@ -204,6 +207,7 @@ class DeploymentSpec:
     database_url: str | None = None
     components: Sequence[Component] = LOCAL_COMPONENTS
     service_logs: Mapping[str, Path] = field(default_factory=dict)
+    users: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -223,6 +227,17 @@ class Deployment:
     failed: bool = False
     #: Every process ever started, including replaced components: all are stopped at the end.
     started: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    #: The simple auth manager's passwords (``DeploymentSpec.users``), by user name.
+    passwords: dict[str, str] = field(default_factory=dict)
+
+    def token(self, username: str) -> str:
+        """A fresh API token for one of ``DeploymentSpec.users`` (``POST /auth/token``)."""
+        body = {"username": username, "password": self.passwords[username]}
+        response = requests.post(f"{self.base_url}/auth/token", json=body, timeout=REQUEST_TIMEOUT)
+        if response.status_code != 201:
+            raise DeploymentError(f"POST /auth/token for {username} -> HTTP {response.status_code}: {response.text}")
+        token: str = response.json()["access_token"]
+        return token
 
     # ------------------------------------------------------------------ inspection
 
@@ -457,6 +472,16 @@ def deploy(run_dir: Path, spec: DeploymentSpec) -> Iterator[Deployment]:
     for dag_file in spec.dag_files:
         (dags_dir / dag_file.name).symlink_to(dag_file.resolve())
     base_env = {**sanitized_env(), "PYTHONWARNINGS": "ignore", "PYTHONUNBUFFERED": "1"}
+    passwords = {name: secrets.token_urlsafe(12) for name in spec.users}
+    auth_env = {"AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True"}
+    if spec.users:
+        passwords_file = home / "simple_auth_manager_passwords.json"
+        passwords_file.write_text(json.dumps(passwords), encoding="utf-8")
+        auth_env = {
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "False",
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_USERS": ",".join(f"{n}:{r}" for n, r in spec.users.items()),
+            "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_PASSWORDS_FILE": str(passwords_file),
+        }
 
     emulator, emulator_url = start_emulator(run_dir, base_env, spec)
     # Own ports for everything, so parallel runs on one machine do not collide (the log servers
@@ -470,7 +495,7 @@ def deploy(run_dir: Path, spec: DeploymentSpec) -> Iterator[Deployment]:
         "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
         "AIRFLOW__CORE__EXECUTOR": spec.executor,
         "AIRFLOW__CORE__PARALLELISM": str(spec.parallelism),
-        "AIRFLOW__CORE__SIMPLE_AUTH_MANAGER_ALL_ADMINS": "True",
+        **auth_env,
         "AIRFLOW__CORE__SQL_ALCHEMY_CONN": db,
         "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": db,
         "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"http://127.0.0.1:{api_port}/execution/",
@@ -497,6 +522,7 @@ def deploy(run_dir: Path, spec: DeploymentSpec) -> Iterator[Deployment]:
         logs={"emulator": run_dir / "emulator.log", **spec.service_logs},
         components={component.name: component for component in spec.components},
         started=[emulator],
+        passwords=passwords,
     )
     t0 = time.monotonic()
     try:
@@ -524,6 +550,9 @@ def deploy(run_dir: Path, spec: DeploymentSpec) -> Iterator[Deployment]:
                 return deployment.api("GET", "/api/v2/monitor/health", timeout=5).status_code == 200
 
             wait_for("/api/v2/monitor/health", HEALTH_TIMEOUT, healthy, diagnostics=deployment.diagnostics)
+            admins = [name for name, role in spec.users.items() if role.lower() == "admin"]
+            if admins:
+                deployment.http.headers["Authorization"] = f"Bearer {deployment.token(admins[0])}"
             healthy_at = time.monotonic() - t0
             print(f"\n[kontext deploy] db migrated in {migrated_at:.1f} s; api-server healthy after {healthy_at:.1f} s")
         except BaseException:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from airflow_provider_kontext.protocol.extras import CONN_FIELDS
+from airflow_provider_kontext._protocol.extras import CONN_FIELDS
 from tests.e2e.deployment import Deployment
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]

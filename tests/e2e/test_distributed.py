@@ -306,8 +306,8 @@ def test_kill_9_of_a_triggerer_the_other_adopts_every_wait_and_nothing_is_create
     assert tis[("submit", -1)]["state"] == "success", tis[("submit", -1)]
 
     # 2. Mid-generation: every kie task still running, else the kill proves nothing.
-    kie_ids = [str(xcom(c, FAILOVER_DAG, run_id, "generate", "kontext_task_id", i)) for i in range(2)]
-    kie_ids += [str(kie_id) for kie_id in xcom(c, FAILOVER_DAG, run_id, "batch", "kontext_task_ids")]
+    kie_ids = [str(xcom(c, FAILOVER_DAG, run_id, "generate", "kie_task_id", i)) for i in range(2)]
+    kie_ids += [str(kie_id) for kie_id in xcom(c, FAILOVER_DAG, run_id, "batch", "kie_task_ids")]
     kie_ids.append(str(xcom(c, FAILOVER_DAG, run_id, "submit", "return_value")))
     assert len(set(kie_ids)) == FAILOVER_IMAGES, kie_ids
     assert not [k for k in kie_ids if kie_task_terminal(d, k)], "a kie task finished before the kill: raise SLOW"
@@ -387,7 +387,7 @@ def test_kill_9_of_a_celery_worker_mid_batch_the_retry_re_attaches(distributed: 
         ti = task_instances(c, WORKER_KILL_DAG, run_id).get(("batch", -1))
         if ti is None or ti["state"] != "running" or not ti.get("pid"):
             return None
-        ids = xcom(c, WORKER_KILL_DAG, run_id, "batch", "kontext_task_ids") or []
+        ids = xcom(c, WORKER_KILL_DAG, run_id, "batch", "kie_task_ids") or []
         created = [str(kie_id) for kie_id in ids if kie_id]
         if not created or len(created) >= WORKER_KILL_IMAGES:
             return None

@@ -46,7 +46,7 @@ def sensor_dag(kie_task_id: str) -> str:
         from airflow_provider_kontext.sensors.task import KontextTaskSensor
 
         with DAG(dag_id="{SENSOR_DAG_ID}", schedule=None, catchup=False, tags=["kontext", "e2e"]):
-            KontextTaskSensor(task_id="wait", kontext_task_ids="{kie_task_id}", deferrable=True, poll_interval=2)
+            KontextTaskSensor(task_id="wait", kie_task_ids="{kie_task_id}", deferrable=True, poll_interval=2)
         '''
     )
 
@@ -75,7 +75,7 @@ def test_wait_with_nothing_left_for_the_worker_ends_in_the_triggerer(airflow_dep
     starts = d.worker_starts(DAG_ID, run_id, "in_triggerer")
     result = xcom(d, DAG_ID, run_id, "in_triggerer", "return_value")
     assert result["status"] == "SUCCESS", result
-    assert result["kie_task_id"] == xcom(d, DAG_ID, run_id, "in_triggerer", "kontext_task_id")
+    assert result["kie_task_id"] == xcom(d, DAG_ID, run_id, "in_triggerer", "kie_task_id")
     url = result["result_image_url"]
     assert urlsplit(url).netloc == urlsplit(d.emulator_url).netloc, url
     assert xcom(d, DAG_ID, run_id, "in_triggerer", "result_image_url") == url

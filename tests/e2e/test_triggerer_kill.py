@@ -85,7 +85,7 @@ def test_kill_9_of_the_triggerer_mid_wait_loses_nothing_and_pays_nothing_twice(
         every=0.5,
         diagnostics=d.diagnostics,
     )
-    kie_ids = [str(xcom(d, run_id, "kontext_task_id", index)) for index in range(IMAGES)]
+    kie_ids = [str(xcom(d, run_id, "kie_task_id", index)) for index in range(IMAGES)]
     assert len(set(kie_ids)) == IMAGES, kie_ids
 
     # 2. Mid-generation, and before any trigger fired: otherwise the kill proves nothing.

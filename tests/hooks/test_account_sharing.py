@@ -118,7 +118,7 @@ def test_a_batch_of_30_while_another_client_uses_half_the_account(account: Emula
     (outcome,) = run_tasks([batch_job("a", 30)])
     assert_all_created_once(account, [outcome], 30)
     stats = outcome["xcom"]  # ids pushed as they came
-    assert len(stats["kontext_task_ids"]) == 30
+    assert len(stats["kie_task_ids"]) == 30
 
 
 def test_twelve_single_images_and_a_batch_while_the_account_is_saturated(account: EmulatorServer) -> None:
@@ -179,7 +179,7 @@ def test_the_deadline_ends_a_rate_limited_wait_with_what_was_created(emulator: E
     assert "Gave up creating after waiting" in message
     assert "3 task(s) created before it" in message
     assert raised.value.waited_seconds is not None and 0 < raised.value.waited_seconds <= 2.5
-    pushed = ctx["ti"].xcom["kontext_task_ids"]
+    pushed = ctx["ti"].xcom["kie_task_ids"]
     assert [task_id is not None for task_id in pushed] == [True, True, True, False, False]
     assert emulator.stats()["creates_accepted"] == 3
 

@@ -10,12 +10,12 @@ from typing import Any
 import aiohttp
 import pytest
 
+from airflow_provider_kontext._protocol.polling import TaskWaiter
+from airflow_provider_kontext._protocol.record import TaskRecord, TaskStatus
+from airflow_provider_kontext._protocol.settings import ClientSettings
 from airflow_provider_kontext.exceptions import KontextRateLimitError, KontextTransportError
 from airflow_provider_kontext.hooks import async_client
 from airflow_provider_kontext.hooks.async_client import AsyncKontextClient
-from airflow_provider_kontext.protocol.polling import TaskWaiter
-from airflow_provider_kontext.protocol.record import TaskRecord, TaskStatus
-from airflow_provider_kontext.protocol.settings import ClientSettings
 
 
 def running_body(task_id: str) -> bytes:

@@ -8,11 +8,11 @@ import socket
 import pytest
 
 from airflow_provider_kontext import exceptions as exc
+from airflow_provider_kontext._protocol.polling import WaitStatus
+from airflow_provider_kontext._protocol.record import TaskStatus
+from airflow_provider_kontext._protocol.settings import USER_AGENT
 from airflow_provider_kontext.emulator import EmulatorServer
 from airflow_provider_kontext.hooks.kontext import KontextHook
-from airflow_provider_kontext.protocol.polling import WaitStatus
-from airflow_provider_kontext.protocol.record import TaskStatus
-from airflow_provider_kontext.protocol.settings import USER_AGENT
 from tests.conftest import API_KEY, connection_json, requests_to
 
 

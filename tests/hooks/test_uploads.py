@@ -14,9 +14,7 @@ from airflow.sdk import ObjectStoragePath
 from PIL import Image
 
 from airflow_provider_kontext import exceptions as exc
-from airflow_provider_kontext.emulator import EmulatorServer
-from airflow_provider_kontext.hooks.kontext import UPLOAD_PATH_PREFIX, KontextHook
-from airflow_provider_kontext.protocol.envelope import (
+from airflow_provider_kontext._protocol.envelope import (
     BASE64_UPLOAD_MAX_BYTES,
     Endpoint,
     check_upload_file_name,
@@ -26,9 +24,11 @@ from airflow_provider_kontext.protocol.envelope import (
     upload_stream_request,
     upload_url_request,
 )
-from airflow_provider_kontext.protocol.record import TaskStatus
-from airflow_provider_kontext.protocol.retry import is_retryable
-from airflow_provider_kontext.protocol.settings import USER_AGENT
+from airflow_provider_kontext._protocol.record import TaskStatus
+from airflow_provider_kontext._protocol.retry import is_retryable
+from airflow_provider_kontext._protocol.settings import USER_AGENT
+from airflow_provider_kontext.emulator import EmulatorServer
+from airflow_provider_kontext.hooks.kontext import UPLOAD_PATH_PREFIX, KontextHook
 from tests.conftest import connection_json, requests_to
 
 MIB = 1024 * 1024

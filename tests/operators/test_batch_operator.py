@@ -67,7 +67,7 @@ def test_deferred_batch_waits_on_one_trigger_and_returns_input_order(emulator: E
     op = batch(prompts(6), deferrable=True, min_credits=1)
     with pytest.raises(TaskDeferred) as deferred:
         op.execute(ctx)
-    ids = ctx["ti"].xcom["kontext_task_ids"]
+    ids = ctx["ti"].xcom["kie_task_ids"]
     assert len(ids) == 6
     trigger = deferred.value.trigger
     assert trigger.kie_task_ids == ids
@@ -111,7 +111,7 @@ def test_a_failed_create_stops_the_batch_and_names_what_was_created(emulator: Em
     ctx = context()
     with pytest.raises(exc.KontextInsufficientCreditsError, match="2 task") as raised:
         batch(prompts(4)).execute(ctx)
-    pushed = ctx["ti"].xcom["kontext_task_ids"]
+    pushed = ctx["ti"].xcom["kie_task_ids"]
     assert pushed[2:] == [None, None], "ids stay aligned with the requests"
     created = pushed[:2]
     assert all(task_id in str(raised.value) for task_id in created)
@@ -139,13 +139,13 @@ def test_a_retry_recreates_only_the_failed_items(emulator: EmulatorServer) -> No
     first = {**context(), "task_state_store": store}
     with pytest.raises(exc.KontextGenerationFailedError):
         batch(requests, deferrable=False).execute(first)
-    first_ids = first["ti"].xcom["kontext_task_ids"]
+    first_ids = first["ti"].xcom["kie_task_ids"]
     assert emulator.stats()["creates_accepted"] == 4
 
     second = {**context(), "task_state_store": store}
     with pytest.raises(exc.KontextGenerationFailedError):
         batch(requests, deferrable=False).execute(second)
-    second_ids = second["ti"].xcom["kontext_task_ids"]
+    second_ids = second["ti"].xcom["kie_task_ids"]
     assert second_ids[:3] == first_ids[:3], "succeeded images are re-attached, not paid again"
     assert second_ids[3] != first_ids[3], "the failed image is submitted again"
     assert emulator.stats()["creates_accepted"] == 5
@@ -170,7 +170,7 @@ def test_per_item_mode_goes_on_after_a_failed_create_and_keeps_input_order(emula
         op.execute(ctx)
     assert deferred.value.kwargs is not None
     assert sorted(deferred.value.kwargs["not_created"]) == ["1", "2"]
-    pushed = ctx["ti"].xcom["kontext_task_ids"]
+    pushed = ctx["ti"].xcom["kie_task_ids"]
     assert pushed[1:3] == [None, None]
 
     async def run_trigger() -> dict[str, Any]:

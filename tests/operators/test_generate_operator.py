@@ -14,11 +14,11 @@ import pytest
 from airflow.sdk.exceptions import AirflowSensorTimeout, TaskDeferred
 
 from airflow_provider_kontext import exceptions as exc
+from airflow_provider_kontext._protocol.polling import TaskWaiter
+from airflow_provider_kontext._protocol.record import TaskRecord, TaskStatus
 from airflow_provider_kontext.emulator import EmulatorServer
 from airflow_provider_kontext.hooks.kontext import KontextHook
 from airflow_provider_kontext.operators.generate import KontextGenerateOperator
-from airflow_provider_kontext.protocol.polling import TaskWaiter
-from airflow_provider_kontext.protocol.record import TaskRecord, TaskStatus
 from airflow_provider_kontext.sensors.task import KontextTaskSensor
 from airflow_provider_kontext.triggers.task import KontextTaskTrigger
 from tests.conftest import DictStateStore, requests_to
@@ -129,7 +129,7 @@ def test_deferrable_pushes_id_then_defers_with_buffered_timeout(emulator: Emulat
     before = time.time()
     with pytest.raises(TaskDeferred) as deferred:
         op.execute(ctx)
-    kie_task_id = ctx["ti"].xcom["kontext_task_id"]
+    kie_task_id = ctx["ti"].xcom["kie_task_id"]
     trigger = deferred.value.trigger
     assert isinstance(trigger, KontextTaskTrigger)
     assert trigger.kie_task_ids == [kie_task_id]
@@ -177,7 +177,7 @@ def test_a_reattached_terminal_task_finishes_without_deferring(emulator: Emulato
 def test_blocking_mode_waits_on_the_worker(emulator: EmulatorServer) -> None:
     ctx = context()
     result = operator(deferrable=False, aspect_ratio="9:16").execute(ctx)
-    assert result["kie_task_id"] == ctx["ti"].xcom["kontext_task_id"]
+    assert result["kie_task_id"] == ctx["ti"].xcom["kie_task_id"]
     assert result["aspect_ratio"] == "9:16"
     assert result["result_image_url"].startswith("http")
 
@@ -185,7 +185,7 @@ def test_blocking_mode_waits_on_the_worker(emulator: EmulatorServer) -> None:
 def test_no_wait_returns_the_task_id(emulator: EmulatorServer) -> None:
     ctx = context()
     kie_task_id = operator(wait_for_completion=False, deferrable=True).execute(ctx)
-    assert kie_task_id == ctx["ti"].xcom["kontext_task_id"]
+    assert kie_task_id == ctx["ti"].xcom["kie_task_id"]
     assert requests_to(emulator, "record-info") == 0
 
 
@@ -199,7 +199,7 @@ def test_blocking_failures_raise_typed_errors_with_task_id(
     ctx = context()
     with pytest.raises(error) as raised:
         operator(prompt=f"x [emulator:{marker}]", deferrable=False).execute(ctx)
-    assert ctx["ti"].xcom["kontext_task_id"] in str(raised.value)
+    assert ctx["ti"].xcom["kie_task_id"] in str(raised.value)
 
 
 def test_blocking_timeout(emulator: EmulatorServer) -> None:
@@ -257,7 +257,7 @@ def test_execute_complete_raises_for_each_status(event: Any, error: type[Excepti
 def test_sensor_poke_mode_returns_results_in_order(emulator: EmulatorServer) -> None:
     hook = KontextHook()
     ids = [hook.create_task("one"), hook.create_task("two")]
-    sensor = KontextTaskSensor(task_id="wait", kontext_task_ids=ids, poll_interval=0.1, deferrable=False, timeout=30)
+    sensor = KontextTaskSensor(task_id="wait", kie_task_ids=ids, poll_interval=0.1, deferrable=False, timeout=30)
     ctx = context()
     results = sensor.execute(ctx)
     assert [r["kie_task_id"] for r in results] == ids
@@ -266,19 +266,19 @@ def test_sensor_poke_mode_returns_results_in_order(emulator: EmulatorServer) -> 
 
 def test_sensor_single_id_returns_a_dict(emulator: EmulatorServer) -> None:
     kie_task_id = KontextHook().create_task("one")
-    sensor = KontextTaskSensor(task_id="wait", kontext_task_ids=kie_task_id, poll_interval=0.1, deferrable=False)
+    sensor = KontextTaskSensor(task_id="wait", kie_task_ids=kie_task_id, poll_interval=0.1, deferrable=False)
     assert sensor.execute(context())["kie_task_id"] == kie_task_id
 
 
 def test_sensor_poke_is_false_while_running(emulator: EmulatorServer) -> None:
     kie_task_id = KontextHook().create_task("x [emulator:slow=30]")
-    sensor = KontextTaskSensor(task_id="wait", kontext_task_ids=kie_task_id, deferrable=False)
+    sensor = KontextTaskSensor(task_id="wait", kie_task_ids=kie_task_id, deferrable=False)
     assert sensor.poke(context()) is False
 
 
 def test_sensor_defers_and_times_out_as_a_sensor(emulator: EmulatorServer) -> None:
     kie_task_id = KontextHook().create_task("x [emulator:slow=30]")
-    sensor = KontextTaskSensor(task_id="wait", kontext_task_ids=[kie_task_id], deferrable=True, timeout=120)
+    sensor = KontextTaskSensor(task_id="wait", kie_task_ids=[kie_task_id], deferrable=True, timeout=120)
     with pytest.raises(TaskDeferred) as deferred:
         sensor.execute(context())
     assert deferred.value.trigger.kie_task_ids == [kie_task_id]
@@ -289,6 +289,6 @@ def test_sensor_defers_and_times_out_as_a_sensor(emulator: EmulatorServer) -> No
 
 def test_sensor_failure_raises_typed_error(emulator: EmulatorServer) -> None:
     kie_task_id = KontextHook().create_task("x [emulator:create_failed]")
-    sensor = KontextTaskSensor(task_id="wait", kontext_task_ids=kie_task_id, poll_interval=0.1, deferrable=False)
+    sensor = KontextTaskSensor(task_id="wait", kie_task_ids=kie_task_id, poll_interval=0.1, deferrable=False)
     with pytest.raises(exc.KontextTaskCreateFailedError):
         sensor.execute(context())

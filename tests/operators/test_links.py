@@ -19,7 +19,7 @@ def test_every_kontext_task_offers_the_link() -> None:
     tasks = [
         KontextGenerateOperator(task_id="g", prompt="x"),
         KontextBatchGenerateOperator(task_id="b", requests=[{"prompt": "x"}]),
-        KontextTaskSensor(task_id="s", kontext_task_ids="t1"),
+        KontextTaskSensor(task_id="s", kie_task_ids="t1"),
     ]
     for task in tasks:
         assert [type(link) for link in task.operator_extra_links] == [KontextImageLink]

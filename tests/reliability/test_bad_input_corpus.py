@@ -111,8 +111,8 @@ def test_batch_bad_input(emulator: EmulatorServer, case: str, requests: Any, fie
 
 @pytest.mark.parametrize("ids", ["", "   ", [], ["ok", ""], [None]], ids=repr)
 def test_sensor_bad_task_ids(emulator: EmulatorServer, ids: Any) -> None:
-    sensor = KontextTaskSensor(task_id="wait", kontext_task_ids="{{ x }}", deferrable=True)
-    sensor.kontext_task_ids = ids
+    sensor = KontextTaskSensor(task_id="wait", kie_task_ids="{{ x }}", deferrable=True)
+    sensor.kie_task_ids = ids
     with pytest.raises(KontextValidationError):
         sensor.execute(context())
     assert sum(emulator.stats()["requests"].values()) == 0

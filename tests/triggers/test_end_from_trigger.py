@@ -18,7 +18,7 @@ from airflow.sdk import DAG, Asset
 from airflow.sdk.exceptions import TaskDeferred
 from airflow.triggers.base import TaskSuccessEvent, TriggerEvent
 
-from airflow_provider_kontext import task_defaults
+from airflow_provider_kontext._tasks import task_defaults
 from airflow_provider_kontext.emulator import EmulatorServer
 from airflow_provider_kontext.hooks.kontext import KontextHook
 from airflow_provider_kontext.operators.generate import KontextGenerateOperator
@@ -161,7 +161,7 @@ def test_older_airflow_keeps_the_resume(emulator: EmulatorServer, monkeypatch: p
     task_defaults.airflow_ends_tasks_from_triggers.cache_clear()
     try:
         assert deferred_trigger(operator(deferrable=True)).end_from_trigger is None
-        assert not KontextTaskSensor(task_id="wait", kontext_task_ids="t1", deferrable=True).start_from_trigger
+        assert not KontextTaskSensor(task_id="wait", kie_task_ids="t1", deferrable=True).start_from_trigger
     finally:
         task_defaults.airflow_ends_tasks_from_triggers.cache_clear()
 
@@ -170,7 +170,7 @@ def test_older_airflow_keeps_the_resume(emulator: EmulatorServer, monkeypatch: p
 
 
 def test_sensor_with_literal_ids_starts_in_the_triggerer() -> None:
-    sensor = KontextTaskSensor(task_id="wait", kontext_task_ids=["t1", "t2"], deferrable=True, timeout=300)
+    sensor = KontextTaskSensor(task_id="wait", kie_task_ids=["t1", "t2"], deferrable=True, timeout=300)
     assert sensor.start_from_trigger is True
     args = sensor.start_trigger_args
     assert args is not None
@@ -182,14 +182,14 @@ def test_sensor_with_literal_ids_starts_in_the_triggerer() -> None:
     trigger = KontextTaskTrigger(**args.trigger_kwargs)  # what the triggerer builds from them
     assert trigger.kie_task_ids == ["t1", "t2"]
     assert trigger.end_from_trigger == "all" and trigger.end_time is None and trigger.timeout == 300
-    single = KontextTaskSensor(task_id="one", kontext_task_ids="t1", deferrable=True).start_trigger_args
+    single = KontextTaskSensor(task_id="one", kie_task_ids="t1", deferrable=True).start_trigger_args
     assert single is not None and single.trigger_kwargs is not None
     assert single.trigger_kwargs["end_from_trigger"] == "first"
 
 
 def test_sensor_with_downstream_tasks_starts_in_the_triggerer_but_resumes_to_end() -> None:
     with DAG("kontext_sensor_downstream", schedule=None):
-        sensor = KontextTaskSensor(task_id="wait", kontext_task_ids="t1", deferrable=True)
+        sensor = KontextTaskSensor(task_id="wait", kie_task_ids="t1", deferrable=True)
         args = sensor.start_trigger_args
         assert args is not None and args.trigger_kwargs is not None
         assert args.trigger_kwargs["end_from_trigger"] == "first"
@@ -203,10 +203,10 @@ def test_sensor_with_downstream_tasks_starts_in_the_triggerer_but_resumes_to_end
 @pytest.mark.parametrize(
     "kwargs",
     [
-        {"kontext_task_ids": "{{ ti.xcom_pull(task_ids='generate', key='kontext_task_id') }}"},
-        {"kontext_task_ids": ["t1", "{{ params.id }}"]},
-        {"kontext_task_ids": "t1", "deferrable": False},
-        {"kontext_task_ids": "t1", "output_path": "file:///tmp/kontext-never-written"},
+        {"kie_task_ids": "{{ ti.xcom_pull(task_ids='generate', key='kie_task_id') }}"},
+        {"kie_task_ids": ["t1", "{{ params.id }}"]},
+        {"kie_task_ids": "t1", "deferrable": False},
+        {"kie_task_ids": "t1", "output_path": "file:///tmp/kontext-never-written"},
     ],
 )
 def test_sensor_starts_on_a_worker_otherwise(kwargs: dict[str, Any]) -> None:
@@ -217,4 +217,4 @@ def test_sensor_starts_on_a_worker_otherwise(kwargs: dict[str, Any]) -> None:
 
 def test_sensor_with_a_malformed_literal_id_fails_at_parse_time() -> None:
     with pytest.raises(ValueError):
-        KontextTaskSensor(task_id="wait", kontext_task_ids="", deferrable=True)
+        KontextTaskSensor(task_id="wait", kie_task_ids="", deferrable=True)

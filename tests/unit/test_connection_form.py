@@ -15,9 +15,9 @@ import jsonschema
 import pytest
 
 from airflow_provider_kontext import get_provider_info
-from airflow_provider_kontext.protocol.defaults import KIE_CREATES_PER_WINDOW, KIE_WINDOW_SECONDS
-from airflow_provider_kontext.protocol.extras import CONN_FIELDS
-from airflow_provider_kontext.protocol.settings import KNOWN_EXTRAS, ClientSettings
+from airflow_provider_kontext._protocol.defaults import KIE_CREATES_PER_WINDOW, KIE_WINDOW_SECONDS
+from airflow_provider_kontext._protocol.extras import CONN_FIELDS
+from airflow_provider_kontext._protocol.settings import KNOWN_EXTRAS, ClientSettings
 
 SAMPLES: dict[str, list[Any]] = {
     "integer": [-1, 0, 1, 5, 100],

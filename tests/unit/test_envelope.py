@@ -7,7 +7,7 @@ import json
 import pytest
 
 from airflow_provider_kontext import exceptions as exc
-from airflow_provider_kontext.protocol.envelope import (
+from airflow_provider_kontext._protocol.envelope import (
     Endpoint,
     TransportFailure,
     parse_credit_response,
@@ -18,7 +18,7 @@ from airflow_provider_kontext.protocol.envelope import (
     parse_retry_after,
     transport_error,
 )
-from airflow_provider_kontext.protocol.record import TaskStatus
+from airflow_provider_kontext._protocol.record import TaskStatus
 
 
 def body(code: int, msg: str = "", data: object = None) -> bytes:

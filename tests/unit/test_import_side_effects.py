@@ -84,18 +84,19 @@ PARSE_TIME_FORBIDDEN = (
     "airflow_provider_kontext.hooks.kontext",
     "airflow_provider_kontext.hooks.async_client",
     "airflow_provider_kontext.triggers.task",
-    "airflow_provider_kontext.storage",
-    "airflow_provider_kontext.protocol.envelope",
-    "airflow_provider_kontext.protocol.retry",
-    "airflow_provider_kontext.protocol.polling",
-    "airflow_provider_kontext.operators.waiting",
-    "airflow_provider_kontext.operators.ledger",
+    "airflow_provider_kontext._tasks.storage",
+    "airflow_provider_kontext._protocol.envelope",
+    "airflow_provider_kontext._protocol.retry",
+    "airflow_provider_kontext._protocol.polling",
+    "airflow_provider_kontext._tasks.waiting",
+    "airflow_provider_kontext._tasks.ledger",
 )
 
 DAG_FACING_MODULES = (
     "airflow_provider_kontext.operators.generate",
     "airflow_provider_kontext.operators.batch",
     "airflow_provider_kontext.sensors.task",
+    "airflow_provider_kontext.operators.review",
 )
 
 
@@ -160,7 +161,7 @@ def test_constructing_a_sensor_that_starts_in_the_triggerer_imports_none_of_it()
         "import airflow.sdk\n"
         "before = set(sys.modules)\n"
         "from airflow_provider_kontext.sensors.task import KontextTaskSensor\n"
-        "sensor = KontextTaskSensor(task_id='wait', kontext_task_ids=['t1', 't2'], deferrable=True)\n"
+        "sensor = KontextTaskSensor(task_id='wait', kie_task_ids=['t1', 't2'], deferrable=True)\n"
         "assert sensor.start_from_trigger\n"
         "print(json.dumps({'new': sorted(set(sys.modules) - before)}))\n"
     )

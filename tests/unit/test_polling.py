@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from airflow_provider_kontext import exceptions as exc
-from airflow_provider_kontext.protocol.polling import PollSchedule, TaskWaiter, WaitResult, WaitStatus
-from airflow_provider_kontext.protocol.record import TaskRecord, TaskStatus
+from airflow_provider_kontext._protocol.polling import PollSchedule, TaskWaiter, WaitResult, WaitStatus
+from airflow_provider_kontext._protocol.record import TaskRecord, TaskStatus
 
 
 def done(task_id: str, url: str = "https://r.test/img.png") -> TaskRecord:

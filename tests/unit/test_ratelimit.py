@@ -9,15 +9,15 @@ from typing import Any
 import pytest
 
 from airflow_provider_kontext import exceptions as exc
-from airflow_provider_kontext.hooks._host_window import HostWindow
-from airflow_provider_kontext.protocol.ratelimit import (
+from airflow_provider_kontext._protocol.ratelimit import (
     WINDOW_MARGIN_SECONDS,
     CreatePacer,
     LocalWindow,
     WindowState,
     check_rate_limit,
 )
-from airflow_provider_kontext.protocol.retry import RetryPolicy
+from airflow_provider_kontext._protocol.retry import RetryPolicy
+from airflow_provider_kontext.hooks._host_window import HostWindow
 
 W = 10.0 + WINDOW_MARGIN_SECONDS
 
@@ -233,3 +233,11 @@ def test_the_host_file_keeps_the_allowance(tmp_path: Any) -> None:
         lambda s: WindowState(list(s.sent), s.allowance, s.last_decrease)
     )
     assert state.allowance == 10.0 and state.last_decrease == 5.0
+
+
+def test_the_host_window_moves_the_mark_to_the_answer_too(tmp_path: Any) -> None:
+    pacer = CreatePacer(1, 10.0, window=HostWindow("acct", str(tmp_path)))
+    sent = 1_700_000_000.1234567  # a wall-clock time with more digits than the file keeps
+    assert pacer.acquire(sent) == 0
+    pacer.on_accepted(sent + 3.0)
+    assert pacer.acquire(sent + W) == pytest.approx(3.0, abs=1e-5)

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from airflow_provider_kontext import exceptions as exc
-from airflow_provider_kontext.protocol.record import TaskRecord, TaskStatus, normalize_time, parse_record
+from airflow_provider_kontext._protocol.record import TaskRecord, TaskStatus, normalize_time, parse_record
 
 
 def record_data(**overrides: Any) -> dict[str, Any]:

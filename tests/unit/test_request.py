@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
+from airflow_provider_kontext._protocol.request import GenerateRequest, check_http_url
 from airflow_provider_kontext.exceptions import KontextValidationError
-from airflow_provider_kontext.protocol.request import GenerateRequest, check_http_url
 
 VALID: dict[str, Any] = {"prompt": "a red bicycle"}
 

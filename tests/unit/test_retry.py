@@ -6,8 +6,8 @@ import pytest
 import tenacity
 
 from airflow_provider_kontext import exceptions as exc
-from airflow_provider_kontext.protocol.envelope import Endpoint
-from airflow_provider_kontext.protocol.retry import BackoffWait, RetryPolicy, is_retryable, retry_kwargs
+from airflow_provider_kontext._protocol.envelope import Endpoint
+from airflow_provider_kontext._protocol.retry import BackoffWait, RetryPolicy, is_retryable, retry_kwargs
 
 READS = [e for e in Endpoint if e is not Endpoint.GENERATE]
 

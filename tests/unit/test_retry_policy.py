@@ -14,13 +14,13 @@ import pytest
 from airflow.sdk import DAG, ExceptionRetryPolicy, RetryAction, RetryDecision, RetryRule
 
 from airflow_provider_kontext import exceptions as exc
+from airflow_provider_kontext._protocol.defaults import KIE_WINDOW_SECONDS
+from airflow_provider_kontext._protocol.retry import MAINTENANCE_RETRY_DELAY_SECONDS, TaskRetry, task_retry_advice
+from airflow_provider_kontext._tasks.task_defaults import default_retry_policy
 from airflow_provider_kontext.operators.batch import KontextBatchGenerateOperator
 from airflow_provider_kontext.operators.generate import KontextGenerateOperator
-from airflow_provider_kontext.protocol.defaults import KIE_WINDOW_SECONDS
-from airflow_provider_kontext.protocol.retry import MAINTENANCE_RETRY_DELAY_SECONDS, TaskRetry, task_retry_advice
 from airflow_provider_kontext.retry_policy import KontextRetryPolicy
 from airflow_provider_kontext.sensors.task import KontextTaskSensor
-from airflow_provider_kontext.task_defaults import default_retry_policy
 
 FAIL_AT_ONCE = [
     exc.KontextContentPolicyError("refused", status="GENERATE_FAILED", error_code=400),
@@ -90,7 +90,7 @@ def _tasks(**task_kwargs: object) -> list[object]:
     return [
         KontextGenerateOperator(task_id="one", prompt="a fox", **task_kwargs),
         KontextBatchGenerateOperator(task_id="many", requests=[{"prompt": "a fox"}], **task_kwargs),
-        KontextTaskSensor(task_id="wait", kontext_task_ids="abc", **task_kwargs),
+        KontextTaskSensor(task_id="wait", kie_task_ids="abc", **task_kwargs),
     ]
 
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from airflow_provider_kontext._protocol.settings import USER_AGENT, ClientSettings
 from airflow_provider_kontext.exceptions import KontextConfigurationError
-from airflow_provider_kontext.protocol.settings import USER_AGENT, ClientSettings
 
 KEY = "sk-very-secret-123"
 

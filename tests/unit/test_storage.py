@@ -14,9 +14,7 @@ from airflow.sdk.io import attach
 from fsspec.implementations.memory import MemoryFileSystem
 
 from airflow_provider_kontext import exceptions as exc
-from airflow_provider_kontext.emulator import EmulatorServer
-from airflow_provider_kontext.hooks.kontext import KontextHook
-from airflow_provider_kontext.storage import (
+from airflow_provider_kontext._tasks.storage import (
     StoredImage,
     extension_for_content_type,
     guess_image_extension,
@@ -25,6 +23,8 @@ from airflow_provider_kontext.storage import (
     resolve_output_path,
     safe_segment,
 )
+from airflow_provider_kontext.emulator import EmulatorServer
+from airflow_provider_kontext.hooks.kontext import KontextHook
 
 IDS: dict[str, Any] = {
     "dag_id": "product_shots",

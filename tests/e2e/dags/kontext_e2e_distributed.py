@@ -60,7 +60,7 @@ with DAG(
     )
     KontextTaskSensor(
         task_id="sensor",
-        kontext_task_ids=submit.output,
+        kie_task_ids=submit.output,
         deferrable=True,
         poll_interval=2,
         timeout=10 * 60,

@@ -13,8 +13,7 @@ from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlsplit
 
 from airflow_provider_kontext import __version__
-from airflow_provider_kontext.exceptions import KontextConfigurationError
-from airflow_provider_kontext.protocol.defaults import (
+from airflow_provider_kontext._protocol.defaults import (
     DEFAULT_BACKOFF_INITIAL,
     DEFAULT_BACKOFF_MAX,
     DEFAULT_BASE_URL,
@@ -25,8 +24,9 @@ from airflow_provider_kontext.protocol.defaults import (
     KIE_CREATES_PER_WINDOW,
     KIE_WINDOW_SECONDS,
 )
-from airflow_provider_kontext.protocol.defaults import DEFAULT_MAX_IMAGE_BYTES as DEFAULT_MAX_IMAGE_BYTES
-from airflow_provider_kontext.protocol.retry import RetryPolicy
+from airflow_provider_kontext._protocol.defaults import DEFAULT_MAX_IMAGE_BYTES as DEFAULT_MAX_IMAGE_BYTES
+from airflow_provider_kontext._protocol.retry import RetryPolicy
+from airflow_provider_kontext.exceptions import KontextConfigurationError
 
 if TYPE_CHECKING:
     from collections.abc import Mapping

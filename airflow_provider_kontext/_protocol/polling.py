@@ -14,23 +14,23 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final
 
 from airflow_provider_kontext import exceptions
+from airflow_provider_kontext._protocol.defaults import (
+    DEFAULT_NOT_FOUND_GRACE_SECONDS as DEFAULT_NOT_FOUND_GRACE_SECONDS,
+)
+from airflow_provider_kontext._protocol.defaults import (
+    DEFAULT_POLL_INTERVAL_SECONDS as DEFAULT_POLL_INTERVAL_SECONDS,
+)
+from airflow_provider_kontext._protocol.defaults import DEFAULT_TIMEOUT_SECONDS as DEFAULT_TIMEOUT_SECONDS
+from airflow_provider_kontext._protocol.envelope import Endpoint, check_task_id
+from airflow_provider_kontext._protocol.record import TaskRecord, TaskStatus
+from airflow_provider_kontext._protocol.retry import is_retryable
+from airflow_provider_kontext._protocol.schedule import PollSchedule as PollSchedule
 from airflow_provider_kontext.exceptions import (
     KontextError,
     KontextTaskNotFoundError,
     KontextTimeoutError,
     KontextTriggerEventError,
 )
-from airflow_provider_kontext.protocol.defaults import (
-    DEFAULT_NOT_FOUND_GRACE_SECONDS as DEFAULT_NOT_FOUND_GRACE_SECONDS,
-)
-from airflow_provider_kontext.protocol.defaults import (
-    DEFAULT_POLL_INTERVAL_SECONDS as DEFAULT_POLL_INTERVAL_SECONDS,
-)
-from airflow_provider_kontext.protocol.defaults import DEFAULT_TIMEOUT_SECONDS as DEFAULT_TIMEOUT_SECONDS
-from airflow_provider_kontext.protocol.envelope import Endpoint, check_task_id
-from airflow_provider_kontext.protocol.record import TaskRecord, TaskStatus
-from airflow_provider_kontext.protocol.retry import is_retryable
-from airflow_provider_kontext.protocol.schedule import PollSchedule as PollSchedule
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from airflow_provider_kontext.protocol.defaults import DEFAULT_MIN_GENERATION_SECONDS, DEFAULT_POLL_INTERVAL_SECONDS
+from airflow_provider_kontext._protocol.defaults import DEFAULT_MIN_GENERATION_SECONDS, DEFAULT_POLL_INTERVAL_SECONDS
 
 
 @dataclass(frozen=True)
@@ -34,7 +34,7 @@ class PollSchedule:
         right after ``min_generation`` still waits no more than one interval. ``0`` checks at
         once (e.g. when re-attaching to tasks that may have finished long ago).
     :param min_generation: The shortest generation time planned for. ``None`` (default):
-        :data:`~airflow_provider_kontext.protocol.defaults.DEFAULT_MIN_GENERATION_SECONDS`
+        :data:`~airflow_provider_kontext._protocol.defaults.DEFAULT_MIN_GENERATION_SECONDS`
         (5 s) or ``interval`` when that is shorter. A task finishing sooner is seen up to
         ``min_generation + interval - its time`` late.
 

@@ -26,14 +26,14 @@ import random
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Final, Protocol, TypeVar
 
+from airflow_provider_kontext._protocol.defaults import KIE_CREATES_PER_WINDOW, KIE_WINDOW_SECONDS
 from airflow_provider_kontext.exceptions import KontextRateLimitError, KontextServiceUnavailableError
-from airflow_provider_kontext.protocol.defaults import KIE_CREATES_PER_WINDOW, KIE_WINDOW_SECONDS
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from airflow_provider_kontext._protocol.retry import RetryPolicy
     from airflow_provider_kontext.exceptions import KontextError
-    from airflow_provider_kontext.protocol.retry import RetryPolicy
 
 T = TypeVar("T")
 
@@ -135,7 +135,7 @@ class CreatePacer:
         window: SlidingWindow | None = None,
         rng: Callable[[], float] = random.random,
     ) -> None:
-        from airflow_provider_kontext.protocol.retry import RetryPolicy
+        from airflow_provider_kontext._protocol.retry import RetryPolicy
 
         self.limit, window_seconds = check_rate_limit(creates_per_window, window_seconds)
         self.window_seconds = window_seconds + WINDOW_MARGIN_SECONDS
@@ -163,6 +163,7 @@ class CreatePacer:
         """0: send now (the attempt is recorded as sent); else the seconds to wait before asking again."""
         if now < self._hold_until:
             return self._hold_until - now
+        now = round(now, 6)  # as a shared window stores it, so the mark can be found again
 
         def reserve(state: WindowState) -> float:
             sent = state.sent
@@ -194,7 +195,7 @@ class CreatePacer:
         index = bisect.bisect_left(state.sent, self._sent_at)
         if index < len(state.sent) and state.sent[index] == self._sent_at:
             del state.sent[index]
-            bisect.insort(state.sent, max(now, self._sent_at))
+            bisect.insort(state.sent, round(max(now, self._sent_at), 6))
         self._sent_at = None
 
     def on_accepted(self, now: float) -> None:
@@ -243,8 +244,8 @@ class CreatePacer:
             cap = min(MAINTENANCE_MAX_WAIT_SECONDS, max(self._policy.backoff_max, self._policy.backoff_initial))
             wait = min(cap, self._policy.backoff_initial * 2**self._refusals_in_a_row) * (0.5 + 0.5 * self._rng())
             return self._hold(now, error.retry_after, wait)
-        from airflow_provider_kontext.protocol.envelope import Endpoint
-        from airflow_provider_kontext.protocol.retry import is_retryable
+        from airflow_provider_kontext._protocol.envelope import Endpoint
+        from airflow_provider_kontext._protocol.retry import is_retryable
 
         if is_retryable(Endpoint.GENERATE, error):  # a connection never made: nothing was sent
             self._not_sent += 1

@@ -2,11 +2,11 @@
 
 Airflow 3.2+ reads this from the provider info and shows labelled, typed inputs with defaults
 and bounds instead of a bare JSON box; 3.0/3.1 keep the legacy ``ui-field-behaviour``. Each
-bound is the rule :class:`~airflow_provider_kontext.protocol.settings.ClientSettings` applies
+bound is the rule :class:`~airflow_provider_kontext._protocol.settings.ClientSettings` applies
 when it reads the connection, so the form refuses what the hook would refuse; the defaults
-are :mod:`~airflow_provider_kontext.protocol.defaults`, the reader's own.
+are :mod:`~airflow_provider_kontext._protocol.defaults`, the reader's own.
 
-Imports only :mod:`~airflow_provider_kontext.protocol.defaults` (which imports nothing):
+Imports only :mod:`~airflow_provider_kontext._protocol.defaults` (which imports nothing):
 ``get_provider_info`` returns it, and that must stay cheap.
 """
 
@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any, Final
 
-from airflow_provider_kontext.protocol.defaults import (
+from airflow_provider_kontext._protocol.defaults import (
     DEFAULT_BACKOFF_INITIAL,
     DEFAULT_BACKOFF_MAX,
     DEFAULT_CONNECT_TIMEOUT,

@@ -19,17 +19,17 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
+from airflow_provider_kontext._protocol.record import TaskStatus
+from airflow_provider_kontext._tasks.prepare import fingerprint, materialize
 from airflow_provider_kontext.exceptions import KontextError
-from airflow_provider_kontext.operators.prepare import fingerprint, materialize
-from airflow_provider_kontext.protocol.record import TaskStatus
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
 
     from airflow.providers.common.compat.sdk import Context
 
+    from airflow_provider_kontext._protocol.ratelimit import CreatePacer
     from airflow_provider_kontext.hooks.kontext import KontextHook
-    from airflow_provider_kontext.protocol.ratelimit import CreatePacer
 
 #: The state-store key. Never rename it: in-flight task instances written by an older version
 #: would lose their ids and pay again.
@@ -153,11 +153,11 @@ def submit_once(
     for position, outcome in enumerate(outcomes):
         index = todo[position]
         stats[index] = outcome.stats.to_dict()
-        if outcome.task_id is None:
+        if outcome.kie_task_id is None:
             if failures is not None and outcome.error is not None:
                 failures[index] = outcome.error
             continue
-        ledger.record(index, outcome.task_id)
+        ledger.record(index, outcome.kie_task_id)
         if on_progress is not None:
             on_progress(list(ledger.ids))
     if not todo and on_progress is not None:

@@ -13,14 +13,14 @@ import time
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+from airflow_provider_kontext._protocol.defaults import DEFAULT_CONN_ID, DEFAULT_MAX_IMAGE_BYTES
+from airflow_provider_kontext._protocol.polling import TaskWaiter, WaitResult, WaitStatus
+from airflow_provider_kontext._protocol.record import TaskRecord, TaskStatus
+from airflow_provider_kontext._protocol.schedule import PollSchedule
+from airflow_provider_kontext._tasks.prepare import check_output_path as check_output_path
+from airflow_provider_kontext._tasks.task_defaults import DEFER_TIMEOUT_BUFFER_SECONDS as DEFER_TIMEOUT_BUFFER_SECONDS
 from airflow_provider_kontext.exceptions import KontextError
-from airflow_provider_kontext.operators.prepare import check_output_path as check_output_path
-from airflow_provider_kontext.protocol.defaults import DEFAULT_CONN_ID, DEFAULT_MAX_IMAGE_BYTES
-from airflow_provider_kontext.protocol.polling import TaskWaiter, WaitResult, WaitStatus
-from airflow_provider_kontext.protocol.record import TaskRecord, TaskStatus
-from airflow_provider_kontext.protocol.schedule import PollSchedule
 from airflow_provider_kontext.results import NOT_CREATED_STATUS, publish
-from airflow_provider_kontext.task_defaults import DEFER_TIMEOUT_BUFFER_SECONDS as DEFER_TIMEOUT_BUFFER_SECONDS
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
@@ -210,7 +210,7 @@ def store_images(
     max_bytes: int,
 ) -> list[str]:
     """Copy every succeeded image to ``output_path`` under a deterministic name; return the URIs."""
-    from airflow_provider_kontext.storage import (
+    from airflow_provider_kontext._tasks.storage import (
         guess_image_extension,
         image_file_name,
         persist_image,

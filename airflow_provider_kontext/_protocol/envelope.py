@@ -21,6 +21,9 @@ import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
+from airflow_provider_kontext._protocol.record import TaskRecord, parse_record
+from airflow_provider_kontext._protocol.request import GenerateRequest, check_http_url
+from airflow_provider_kontext._protocol.request import check_task_id as check_task_id
 from airflow_provider_kontext.exceptions import (
     KontextAuthError,
     KontextContentPolicyError,
@@ -37,9 +40,6 @@ from airflow_provider_kontext.exceptions import (
     KontextTransportError,
     KontextValidationError,
 )
-from airflow_provider_kontext.protocol.record import TaskRecord, parse_record
-from airflow_provider_kontext.protocol.request import GenerateRequest, check_http_url
-from airflow_provider_kontext.protocol.request import check_task_id as check_task_id
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
@@ -350,7 +350,7 @@ def parse_record_info_response(
     The task's record; ``recordInfo is null`` becomes a ``PENDING`` record, not an error.
 
     Whether "pending" has lasted too long is the poll loop's call
-    (:class:`~airflow_provider_kontext.protocol.polling.TaskWaiter`), not this parser's.
+    (:class:`~airflow_provider_kontext._protocol.polling.TaskWaiter`), not this parser's.
     """
     envelope = read_envelope(Endpoint.RECORD_INFO, http_status, body, headers)
     if envelope.is_record_info_null:
@@ -383,7 +383,7 @@ def parse_download_url_response(http_status: int, body: bytes, headers: Mapping[
 #
 # kie's File Upload API lives on its own host (``Endpoint.*.on_upload_host``) and adds
 # ``success`` to the usual envelope. Uploads are free and create nothing billable, so
-# :func:`~airflow_provider_kontext.protocol.retry.is_retryable` treats them like reads.
+# :func:`~airflow_provider_kontext._protocol.retry.is_retryable` treats them like reads.
 
 #: Files up to this size go through the base64 endpoint (kie's quickstart: base64 for <= 1 MB);
 #: larger ones are streamed as multipart, which costs a third less traffic and no memory.

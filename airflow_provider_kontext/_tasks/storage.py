@@ -34,8 +34,8 @@ from urllib.parse import urlsplit
 
 from airflow.sdk import ObjectStoragePath
 
+from airflow_provider_kontext._protocol.request import check_http_url
 from airflow_provider_kontext.exceptions import KontextResponseError, KontextValidationError
-from airflow_provider_kontext.protocol.request import check_http_url
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence

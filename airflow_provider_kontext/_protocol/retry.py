@@ -31,6 +31,12 @@ from typing import TYPE_CHECKING, Any, Final
 
 from tenacity import retry_if_exception, stop_after_attempt, wait_random_exponential
 
+from airflow_provider_kontext._protocol.defaults import (
+    DEFAULT_BACKOFF_INITIAL,
+    DEFAULT_BACKOFF_MAX,
+    DEFAULT_MAX_ATTEMPTS,
+    KIE_WINDOW_SECONDS,
+)
 from airflow_provider_kontext.exceptions import (
     KontextAuthError,
     KontextContentPolicyError,
@@ -45,17 +51,11 @@ from airflow_provider_kontext.exceptions import (
     KontextTransportError,
     KontextValidationError,
 )
-from airflow_provider_kontext.protocol.defaults import (
-    DEFAULT_BACKOFF_INITIAL,
-    DEFAULT_BACKOFF_MAX,
-    DEFAULT_MAX_ATTEMPTS,
-    KIE_WINDOW_SECONDS,
-)
 
 if TYPE_CHECKING:
     from tenacity import RetryCallState
 
-    from airflow_provider_kontext.protocol.envelope import Endpoint
+    from airflow_provider_kontext._protocol.envelope import Endpoint
 
 log = logging.getLogger(__name__)
 

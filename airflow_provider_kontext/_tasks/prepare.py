@@ -16,8 +16,8 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlsplit
 
+from airflow_provider_kontext._protocol.request import OPTIONAL_FIELDS, GenerateRequest
 from airflow_provider_kontext.exceptions import KontextValidationError
-from airflow_provider_kontext.protocol.request import OPTIONAL_FIELDS, GenerateRequest
 
 if TYPE_CHECKING:
     from airflow_provider_kontext.hooks.kontext import KontextHook
@@ -162,7 +162,7 @@ def check_output_path(output_path: Any, file_name: Any = None) -> None:
     """
     if output_path is None or has_jinja(output_path):
         return
-    from airflow_provider_kontext.storage import image_file_name, resolve_output_path
+    from airflow_provider_kontext._tasks.storage import image_file_name, resolve_output_path
 
     resolve_output_path(output_path)
     if not has_jinja(file_name):

@@ -1,0 +1,107 @@
+"""The plugin is found where Airflow looks, costs nothing to load, and its app refuses strangers."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from importlib import metadata
+
+import httpx
+import pytest
+
+import airflow_provider_kontext
+from airflow_provider_kontext._ui import plugin
+
+
+def test_registered_by_entry_point_and_in_the_provider_info() -> None:
+    (entry,) = [e for e in metadata.entry_points(group="airflow.plugins") if e.name == "kontext_images"]
+    assert entry.load() is plugin.KontextImagesPlugin
+    (info,) = airflow_provider_kontext.get_provider_info()["plugins"]
+    assert info == {"name": "kontext_images", "plugin-class": "airflow_provider_kontext._ui.plugin.KontextImagesPlugin"}
+
+
+def test_views_on_task_instances_and_dag_runs_with_the_uis_placeholders() -> None:
+    views = {view["destination"]: view for view in plugin.KontextImagesPlugin.external_views}
+    assert set(views) == {"task_instance", "dag_run"}
+    assert views["task_instance"]["href"] == (
+        "/kontext/ti?dag_id={DAG_ID}&run_id={RUN_ID}&task_id={TASK_ID}&map_index={MAP_INDEX}"
+    )
+    assert views["dag_run"]["href"] == "/kontext/run?dag_id={DAG_ID}&run_id={RUN_ID}"
+    (app,) = plugin.KontextImagesPlugin.fastapi_apps
+    assert app["url_prefix"] == "/kontext"
+
+
+def test_below_airflow_3_1_the_plugin_registers_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    import airflow
+
+    monkeypatch.setattr(airflow, "__version__", "3.0.6")
+    assert plugin.airflow_supports_views() is False
+    assert plugin._views() == ([], [])
+    monkeypatch.setattr(airflow, "__version__", "3.1.0")
+    assert plugin._views() != ([], [])
+
+
+def test_loading_the_plugin_builds_no_app() -> None:
+    probe = (
+        "import sys, json; import airflow.plugins_manager; before = set(sys.modules);"
+        "import airflow_provider_kontext._ui.plugin;"
+        "new = set(sys.modules) - before;"
+        "print(json.dumps(sorted(m for m in new if m.startswith(('airflow_provider_kontext', 'fastapi')))))"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True).stdout
+    loaded = json.loads(out.strip().splitlines()[-1])
+    assert "airflow_provider_kontext._ui.app" not in loaded
+    assert "airflow_provider_kontext._ui.store" not in loaded
+
+
+@pytest.mark.parametrize("path", ["/ti", "/run", "/image"])
+async def test_the_app_answers_401_without_credentials(path: str) -> None:
+    app = plugin.LazyApp()
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://airflow") as client:
+        answer = await client.get(path, params={"dag_id": "d", "run_id": "r", "task_id": "t", "index": "0"})
+    assert answer.status_code == 401
+    assert answer.json() == {"detail": "Not authenticated"}
+
+
+class _OneDagHidden:
+    """Airflow's simple auth manager, except that nobody may read the DAG ``hidden``."""
+
+    @staticmethod
+    def build() -> object:
+        from airflow.api_fastapi.auth.managers.simple.simple_auth_manager import SimpleAuthManager
+
+        class OneDagHidden(SimpleAuthManager):  # type: ignore[misc]
+            def is_authorized_dag(
+                self, *, method: str, user: object, access_entity: object = None, details: object = None
+            ) -> bool:
+                if getattr(details, "id", None) == "hidden":
+                    return False
+                return bool(
+                    super().is_authorized_dag(method=method, user=user, access_entity=access_entity, details=details)
+                )
+
+        return OneDagHidden()
+
+
+async def test_the_auth_manager_decides_per_dag(airflow_db: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from airflow.api_fastapi import app as api_app
+    from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
+
+    monkeypatch.setenv("AIRFLOW__API_AUTH__JWT_SECRET", "unit-test-secret-" * 4)
+    manager = _OneDagHidden.build()
+    monkeypatch.setattr(api_app._AuthManagerState, "instance", manager)
+    token = manager.generate_jwt(SimpleAuthManagerUser(username="vera", role="viewer"))  # type: ignore[attr-defined]
+    transport = httpx.ASGITransport(app=plugin.LazyApp())
+    headers = {"Authorization": f"Bearer {token}"}
+    async with httpx.AsyncClient(transport=transport, base_url="http://airflow", headers=headers) as client:
+        visible = await client.get("/run", params={"dag_id": "visible", "run_id": "r"})
+        hidden = await client.get("/run", params={"dag_id": "hidden", "run_id": "r"})
+        hidden_image = await client.get(
+            "/image", params={"dag_id": "hidden", "run_id": "r", "task_id": "t", "index": "0"}
+        )
+    assert visible.status_code == 200
+    assert "No Kontext images here" in visible.text
+    assert hidden.status_code == 403
+    assert hidden_image.status_code == 403
