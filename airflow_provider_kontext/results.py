@@ -21,10 +21,24 @@ REVIEW_ITEMS_KEY: Final = "kontext_review_items"
 #: ``status`` of a batch item whose create failed (``fail_on_any_failure=False``): no kie task.
 NOT_CREATED_STATUS: Final = "NOT_CREATED"
 
+#: ``KontextTaskTrigger(end_from_trigger=...)``: on success the trigger ends the task, pushing as
+#: ``return_value`` the first result dict, the list of them, or nothing (``do_xcom_push=False``).
+END_RETURN_FIRST: Final = "first"
+END_RETURN_ALL: Final = "all"
+END_RETURN_NOTHING: Final = "nothing"
+END_MODES: Final = frozenset({END_RETURN_FIRST, END_RETURN_ALL, END_RETURN_NOTHING})
+#: The payload of a ``TaskSuccessEvent`` (``str(TaskInstanceState.SUCCESS)``), should a resume get it.
+SUCCESS_EVENT_PAYLOAD: Final = "success"
+
+
+def image_url_xcoms(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """The image-URL XComs of finished results (``None`` for a failed item), by key. Pure: no I/O."""
+    urls = [record.get("result_image_url") if record.get("status") == "SUCCESS" else None for record in records]
+    return {RESULT_IMAGE_URL_KEY: urls[0] if urls else None, RESULT_IMAGE_URLS_KEY: urls}
+
 
 def publish(context: Context, records: list[dict[str, Any]]) -> None:
-    """Push the image URLs of finished results (``None`` for a failed item) to XCom."""
-    urls = [record.get("result_image_url") if record.get("status") == "SUCCESS" else None for record in records]
+    """Push the image URLs of finished results to XCom (a trigger that ends the task sends the same)."""
     ti = context["ti"]
-    ti.xcom_push(key=RESULT_IMAGE_URL_KEY, value=urls[0] if urls else None)
-    ti.xcom_push(key=RESULT_IMAGE_URLS_KEY, value=urls)
+    for key, value in image_url_xcoms(records).items():
+        ti.xcom_push(key=key, value=value)

@@ -40,12 +40,15 @@ SLOT_RELEASING_EVENTS = frozenset(
     {"deferred", "success", "failed", "up_for_retry", "up_for_reschedule", "skipped", "removed", "upstream_failed"}
 )
 RUN_TIMEOUT = 900.0
-PAGE = 100  # the API's default maximum page size
+SENSOR_DAG_ID = "kontext_bench_slots_sensor"
+#: Worker task starts per deferred image before a successful wait could end in the triggerer:
+#: one to create (or, for the sensor, check) and defer, one to resume and return.
+STARTS_BEFORE = 2
 
 #: Issue goal: "about 0" waiting slot time when deferred; read as at most a tenth of blocking.
 WAITING_GOAL = 0.1
-#: Deferring pays two task starts (submit, resume) instead of one; it must still at least halve
-#: the total slot time to be worth it.
+#: Deferring used to pay two task starts (submit, resume) instead of one; it must still at least
+#: halve the total slot time to be worth it.
 PER_IMAGE_GOAL = 0.5
 
 
@@ -56,7 +59,7 @@ class SlotUse:
     tasks: int
     running_seconds: float
     waiting_seconds: float
-    holds: int  # running intervals: 1 per task blocking, 2 (submit + resume) deferred
+    holds: int  # running intervals (worker starts): 1 per task blocking; deferred, 1 + any resume
     wall_seconds: float
 
 
@@ -66,20 +69,7 @@ def _when(row: dict[str, Any]) -> float:
 
 def event_rows(d: Deployment, dag_id: str, run_id: str) -> list[dict[str, Any]]:
     """Every event-log row of the run's ``generate`` task instances, all pages."""
-    rows: list[dict[str, Any]] = []
-    while True:
-        params: dict[str, str | int] = {
-            "dag_id": dag_id,
-            "run_id": run_id,
-            "task_id": "generate",
-            "limit": PAGE,
-            "offset": len(rows),
-            "order_by": "id",
-        }
-        page = d.api_json("GET", "/api/v2/eventLogs", params=params)["event_logs"]
-        rows += page
-        if len(page) < PAGE:
-            return rows
+    return d.event_rows(dag_id, run_id, "generate")
 
 
 def running_intervals(rows: list[dict[str, Any]]) -> dict[int, list[tuple[float, float]]]:
@@ -137,6 +127,35 @@ def measure(d: Deployment, dag_id: str, tasks: int) -> SlotUse:
     return use
 
 
+def sensor_dag(kie_task_ids: list[str]) -> str:
+    """A DAG of deferrable sensors with literal ids (known at parse time), one per image."""
+    waits = "\n".join(
+        f"    KontextTaskSensor(task_id='wait_{n}', kie_task_ids={task_id!r}, deferrable=True, poll_interval=2)"
+        for n, task_id in enumerate(kie_task_ids)
+    )
+    return (
+        '"""Written by bench_6_worker_slots: sensors whose kie task ids are in the DAG file."""\n'
+        "from airflow.sdk import DAG\n\n"
+        "from airflow_provider_kontext.sensors.task import KontextTaskSensor\n\n"
+        f"with DAG(dag_id={SENSOR_DAG_ID!r}, schedule=None, catchup=False, max_active_tasks={len(kie_task_ids)}):\n"
+        f"{waits}\n"
+    )
+
+
+def sensor_starts(d: Deployment, tasks: int) -> int:
+    """Worker starts of ``tasks`` deferrable sensors on images created outside Airflow."""
+    ids = [d.create_kie_task(f"Worker-slot benchmark, sensed image {n}", API_KEY) for n in range(tasks)]
+    (Path(d.env["AIRFLOW__CORE__DAGS_FOLDER"]) / f"{SENSOR_DAG_ID}.py").write_text(sensor_dag(ids), encoding="utf-8")
+    d.wait_dag_parsed(SENSOR_DAG_ID)
+    run_id = d.trigger(SENSOR_DAG_ID)
+    state = d.wait_run(SENSOR_DAG_ID, run_id, RUN_TIMEOUT)
+    if state != "success":
+        raise RuntimeError(f"{SENSOR_DAG_ID} run {run_id} ended {state}\n{d.diagnostics()}")
+    starts = sum(sum(d.worker_starts(SENSOR_DAG_ID, run_id, f"wait_{n}").values()) for n in range(tasks))
+    print(f"[bench 6] {SENSOR_DAG_ID}: {starts} worker starts for {tasks} images", flush=True)
+    return starts
+
+
 def run(quick: bool) -> list[Figure]:
     tasks = 5 if quick else 20
     # kie renders a Flux Kontext image in roughly 10-40 s. Not shorter here: with 20 task
@@ -158,6 +177,7 @@ def run(quick: bool) -> list[Figure]:
             # Deferrable first: whatever the first run pays for warming up counts against it.
             deferred = measure(d, "kontext_bench_slots_deferrable", tasks)
             blocking = measure(d, "kontext_bench_slots_blocking", tasks)
+            sensed = sensor_starts(d, tasks)
         except BaseException:
             d.failed = True
             raise
@@ -196,10 +216,38 @@ def run(quick: bool) -> list[Figure]:
             passed=per_image_ratio <= PER_IMAGE_GOAL,
             unit="s",
             note=(
-                f"Deferrable: {deferred.holds} worker holds (submit + resume per task), "
+                f"Deferrable: {deferred.holds} worker holds (submit, plus any resume on a worker), "
                 f"run {deferred.wall_seconds:.0f} s wall; blocking: {blocking.holds} holds, "
                 f"{blocking.wall_seconds:.0f} s wall. Process start-up "
                 f"(queued, slot already taken, ~5 s a task on 2 cores) is not in `running` and not counted."
+            ),
+        ),
+        Figure(
+            benchmark=NAME,
+            metric="worker task starts per deferred image, generate (no output_path)",
+            ours=deferred.holds / tasks,
+            reference="create + defer, then resume on a worker",
+            reference_value=STARTS_BEFORE,
+            ratio=deferred.holds / tasks / STARTS_BEFORE,
+            goal="1 start (ratio 0.5)",
+            passed=deferred.holds == tasks,
+            note=(
+                "`running` rows in Airflow's event log (one per worker start: the first and every resume). "
+                "A successful wait ends the task in the triggerer (TaskSuccessEvent with the resume's XComs)."
+            ),
+        ),
+        Figure(
+            benchmark=NAME,
+            metric="worker task starts per deferred image, sensor (literal ids)",
+            ours=sensed / tasks,
+            reference="check + defer, then resume on a worker",
+            reference_value=STARTS_BEFORE,
+            ratio=sensed / tasks / STARTS_BEFORE,
+            goal="0 starts",
+            passed=sensed == 0,
+            note=(
+                f"{tasks} deferrable KontextTaskSensor tasks, ids written in the DAG file, on images created "
+                "outside Airflow: they start in the triggerer (start_from_trigger) and end there."
             ),
         ),
     ]

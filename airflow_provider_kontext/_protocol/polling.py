@@ -33,7 +33,7 @@ from airflow_provider_kontext.exceptions import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Mapping, Sequence
 
 #: A blip must not fail a wait on images that are already paid for; five in a row is not a blip.
 MAX_CONSECUTIVE_POLL_FAILURES: Final = 5
@@ -75,6 +75,30 @@ class WaitResult:
             "message": self.message,
             "error_class": self.error_class,
         }
+
+    def result_dicts(
+        self,
+        *,
+        not_created: Mapping[str, Any] | None = None,
+        create_stats: Sequence[Mapping[str, Any] | None] | None = None,
+    ) -> list[dict[str, Any]]:
+        """
+        The result dicts of this wait, in request order: what the task returns and publishes.
+
+        One source of the result shape for the worker's finish path and for a trigger that ends
+        the task itself. ``not_created`` (input index as a string -> its record) puts the items
+        whose create failed back in their places; ``create_stats`` (one per item, ``None`` where
+        the item re-attached) joins each result as ``create_stats``. Pure: no I/O.
+        """
+        records = [record.to_dict() for record in self.records]
+        if not_created:
+            waited = iter(records)
+            total = len(records) + len(not_created)
+            records = [dict(not_created[str(i)]) if str(i) in not_created else next(waited) for i in range(total)]
+        if create_stats is not None and len(create_stats) == len(records):
+            for record, stats in zip(records, create_stats, strict=True):
+                record["create_stats"] = dict(stats) if stats is not None else None
+        return records
 
     @classmethod
     def from_event(cls, event: Any) -> WaitResult:

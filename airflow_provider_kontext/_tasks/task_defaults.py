@@ -1,14 +1,17 @@
 """What the provider's operators, sensor and decorators set on themselves when the DAG author did not.
 
-Today one thing: :class:`~airflow_provider_kontext.retry_policy.KontextRetryPolicy` as the
-``retry_policy`` (Airflow 3.3+). An author's own policy, from the task or from ``default_args``,
-always wins; on Airflow versions without retry policies nothing is set.
+:class:`~airflow_provider_kontext.retry_policy.KontextRetryPolicy` as the ``retry_policy``
+(Airflow 3.3+): an author's own policy, from the task or from ``default_args``, always wins; on
+Airflow versions without retry policies nothing is set. And whether a successful deferred wait may
+end in the triggerer (:func:`end_mode`, Airflow 3.2+). Light on purpose: DAG files construct tasks.
 """
 
 from __future__ import annotations
 
 import functools
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Final
+
+from airflow_provider_kontext.results import END_RETURN_ALL, END_RETURN_FIRST, END_RETURN_NOTHING
 
 if TYPE_CHECKING:
     from airflow.sdk import BaseOperator
@@ -16,6 +19,21 @@ if TYPE_CHECKING:
 
 #: Airflow's module of retry policies; absent before 3.3.
 _AIRFLOW_RETRY_POLICY_MODULE = "airflow.sdk.definitions.retry_policy"
+#: Extra time Airflow's deferral backstop gives the trigger beyond its own deadline.
+DEFER_TIMEOUT_BUFFER_SECONDS: Final = 60.0
+#: First Airflow version whose triggerer is known to store a ``TaskSuccessEvent``'s XComs and end the
+#: task (read in 3.2.2's and 3.3's ``models/trigger.py``; shown end to end on 3.3.2). Below it a
+#: deferred task always resumes on a worker and the sensor never starts in the triggerer.
+END_FROM_TRIGGER_MIN_AIRFLOW: Final = (3, 2)
+
+
+@functools.cache
+def airflow_ends_tasks_from_triggers() -> bool:
+    """Whether this Airflow ends a task from a trigger's ``TaskSuccessEvent`` and stores its XComs."""
+    from airflow import __version__ as airflow_version
+    from packaging.version import Version
+
+    return Version(airflow_version).release[:2] >= END_FROM_TRIGGER_MIN_AIRFLOW
 
 
 @functools.cache
@@ -42,3 +60,25 @@ def apply_default_retry_policy(task: BaseOperator) -> None:
     policy = default_retry_policy()
     if policy is not None:
         task.retry_policy = policy
+
+
+def end_mode(task: BaseOperator, *, output_path: Any, returns_list: bool) -> str | None:
+    """
+    How a successful deferred wait of ``task`` may end in the triggerer; ``None``: resume on a worker.
+
+    Only when the worker has nothing left to do after the wait: no ``output_path`` to copy images
+    to, no outlets to emit an Asset event for, no ``multiple_outputs`` to split the result, and an
+    Airflow that honours ``TaskSuccessEvent(xcoms=...)``. And only for a task with no downstream
+    task: Airflow 3.3.2 stores a trigger's XComs JSON-encoded (``XComModel.set`` serializes them,
+    the Execution API hands the stored text to workers as is), so a downstream task pulling them
+    would get a JSON string instead of the dict. The REST API and the UI decode them correctly.
+    """
+    if output_path is not None or getattr(task, "outlets", None) or getattr(task, "multiple_outputs", False):
+        return None
+    if getattr(task, "downstream_task_ids", None):
+        return None
+    if not airflow_ends_tasks_from_triggers():
+        return None
+    if not getattr(task, "do_xcom_push", True):
+        return END_RETURN_NOTHING
+    return END_RETURN_ALL if returns_list else END_RETURN_FIRST

@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import time
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any
 
 from airflow_provider_kontext._protocol.defaults import DEFAULT_CONN_ID, DEFAULT_MAX_IMAGE_BYTES
 from airflow_provider_kontext._protocol.polling import TaskWaiter, WaitResult, WaitStatus
 from airflow_provider_kontext._protocol.record import TaskRecord, TaskStatus
 from airflow_provider_kontext._protocol.schedule import PollSchedule
 from airflow_provider_kontext._tasks.prepare import check_output_path as check_output_path
+from airflow_provider_kontext._tasks.task_defaults import DEFER_TIMEOUT_BUFFER_SECONDS as DEFER_TIMEOUT_BUFFER_SECONDS
 from airflow_provider_kontext.exceptions import KontextError
 from airflow_provider_kontext.results import NOT_CREATED_STATUS, publish
 
@@ -27,9 +28,6 @@ if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import BaseOperator, Context
 
     from airflow_provider_kontext.hooks.kontext import KontextHook
-
-#: Extra time Airflow's deferral backstop gives the trigger beyond its own deadline.
-DEFER_TIMEOUT_BUFFER_SECONDS: Final = 60.0
 
 
 def wait_budget(timeout: float, execution_timeout: timedelta | None) -> float:
@@ -57,9 +55,13 @@ def defer_to_trigger(
     poll_interval: float,
     first_poll_at: float | None = None,
     resume_kwargs: dict[str, Any] | None = None,
+    end_from_trigger: str | None = None,
 ) -> None:
     """
     Hand the wait to the triggerer; raises ``TaskDeferred``. Resumes in ``execute_complete``.
+
+    ``end_from_trigger`` (see :class:`KontextTaskTrigger`) lets a successful wait end the task in
+    the triggerer instead; the resume kwargs' ``create_stats`` then travel with the trigger too.
 
     ``first_poll_at`` (epoch seconds) is when the trigger makes its first check; ``None``: at once.
 
@@ -76,6 +78,8 @@ def defer_to_trigger(
             end_time=end_time,
             poll_interval=poll_interval,
             first_poll_at=first_poll_at,
+            end_from_trigger=end_from_trigger,
+            create_stats=(resume_kwargs or {}).get("create_stats") if end_from_trigger else None,
         ),
         method_name="execute_complete",
         kwargs=resume_kwargs,
@@ -94,6 +98,7 @@ def wait_for(
     budget: float,
     just_created: bool = False,
     resume_kwargs: dict[str, Any] | None = None,
+    end_from_trigger: str | None = None,
 ) -> WaitResult:
     """
     Wait for ``kie_task_ids`` on the worker, or defer (raising ``TaskDeferred``) when ``deferrable``.
@@ -123,6 +128,7 @@ def wait_for(
         poll_interval=poll_interval,
         first_poll_at=time.time() + first_check,
         resume_kwargs=resume_kwargs,
+        end_from_trigger=end_from_trigger,
     )
     raise AssertionError("defer() returned")  # pragma: no cover - defer() raises TaskDeferred
 
@@ -155,14 +161,7 @@ def finish_wait(
         task.log.info("%d item(s) were not created: their creates failed.", len(not_created))
     if not (allow_failed_tasks and result.status is WaitStatus.FAILED):
         result.raise_for_status()
-    records = [record.to_dict() for record in result.records]
-    if not_created:
-        waited = iter(records)
-        total = len(records) + len(not_created)
-        records = [dict(not_created[str(i)]) if str(i) in not_created else next(waited) for i in range(total)]
-    if create_stats is not None and len(create_stats) == len(records):
-        for record, stats in zip(records, create_stats, strict=True):
-            record["create_stats"] = dict(stats) if stats is not None else None
+    records = result.result_dicts(not_created=not_created, create_stats=create_stats)
     if output_path is not None:
         from airflow_provider_kontext.hooks.kontext import KontextHook
 

@@ -155,6 +155,7 @@ class KontextSubmitOperator(BaseOperator):
         resume_kwargs: dict[str, Any] = {"create_stats": create_stats}
         if not_created:
             resume_kwargs["not_created"] = not_created
+        end_from_trigger = None if not_created or not self.deferrable else self.trigger_end_mode()
         result = wait_for(
             self,
             hook,
@@ -165,6 +166,7 @@ class KontextSubmitOperator(BaseOperator):
             budget=max(deadline - time.time(), 1.0),
             just_created=all_new,
             resume_kwargs=resume_kwargs,
+            end_from_trigger=end_from_trigger,
         )
         return self.finish(context, result, not_created=not_created, create_stats=create_stats)
 
@@ -179,6 +181,10 @@ class KontextSubmitOperator(BaseOperator):
         from airflow_provider_kontext._protocol.polling import WaitResult
 
         return self.finish(context, WaitResult.from_event(event), not_created=not_created, create_stats=create_stats)
+
+    def trigger_end_mode(self) -> str | None:
+        """How a successful deferred wait may end in the triggerer (its ``end_from_trigger``); ``None``: resume."""
+        return None
 
     def finish(
         self,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseSensorOperator, PokeReturnValue, conf
@@ -13,14 +14,15 @@ from airflow_provider_kontext._protocol.defaults import (
     DEFAULT_TIMEOUT_SECONDS,
 )
 from airflow_provider_kontext._protocol.request import check_task_id
-from airflow_provider_kontext._tasks.prepare import check_output_path
-from airflow_provider_kontext._tasks.task_defaults import apply_default_retry_policy
+from airflow_provider_kontext._tasks.prepare import check_output_path, is_unrendered
+from airflow_provider_kontext._tasks.task_defaults import airflow_ends_tasks_from_triggers, apply_default_retry_policy
 from airflow_provider_kontext.links import KontextImageLink
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from airflow.providers.common.compat.sdk import Context
+    from airflow.triggers.base import StartTriggerArgs
 
     from airflow_provider_kontext._protocol.polling import TaskWaiter, WaitResult
     from airflow_provider_kontext.hooks.kontext import KontextHook
@@ -50,6 +52,10 @@ class KontextTaskSensor(BaseSensorOperator):
         :class:`~airflow_provider_kontext.operators.generate.KontextGenerateOperator`). Templated.
     :param output_file_name: File-name template under ``output_path``. Templated.
     :param max_image_bytes: Refuse result files larger than this.
+
+    With ``deferrable=True``, no ``output_path`` and ids written in the DAG file (not templated,
+    not an XCom), the sensor starts in the triggerer (Airflow 3.2+): no worker runs it unless the
+    wait fails, and then only to raise the typed error.
     """
 
     template_fields: Sequence[str] = ("kie_task_ids", "output_path", "output_file_name")
@@ -81,6 +87,61 @@ class KontextTaskSensor(BaseSensorOperator):
         self.max_image_bytes = max_image_bytes
         check_output_path(output_path, output_file_name)
         self._waiter: TaskWaiter | None = None
+        if deferrable and output_path is None and self._ids_known_at_parse() and airflow_ends_tasks_from_triggers():
+            self._start_in_triggerer()
+
+    def _ids_known_at_parse(self) -> bool:
+        ids = self.kie_task_ids
+        return not (
+            is_unrendered(ids) if isinstance(ids, str) else (not isinstance(ids, list) or any(map(is_unrendered, ids)))
+        )
+
+    def _start_in_triggerer(self) -> None:
+        """Let Airflow defer this task straight to :class:`KontextTaskTrigger`, no worker start first."""
+        self._task_ids()  # a malformed id fails at parse time, not in the triggerer
+        self.start_from_trigger = True
+
+    @property
+    def start_trigger_args(self) -> StartTriggerArgs | None:
+        """
+        Built when read (Airflow serializes the DAG after the whole file ran), not in ``__init__``.
+
+        Whether a successful wait may end the task in the triggerer depends on its downstream
+        tasks (:func:`~airflow_provider_kontext._tasks.task_defaults.end_mode`), which are only known
+        once the DAG file has set the dependencies.
+        """
+        if not self.start_from_trigger:
+            return None
+        from airflow.triggers.base import StartTriggerArgs
+
+        from airflow_provider_kontext._tasks.task_defaults import DEFER_TIMEOUT_BUFFER_SECONDS
+
+        return StartTriggerArgs(
+            trigger_cls="airflow_provider_kontext.triggers.task.KontextTaskTrigger",
+            trigger_kwargs={
+                "kontext_conn_id": self.kontext_conn_id,
+                "kie_task_ids": self._task_ids(),
+                "timeout": float(self.timeout),
+                "poll_interval": self.poll_interval,
+                "end_from_trigger": self.trigger_end_mode(),
+            },
+            next_method="execute_complete",
+            next_kwargs=None,
+            timeout=timedelta(seconds=float(self.timeout) + self.poll_interval + DEFER_TIMEOUT_BUFFER_SECONDS),
+        )
+
+    @start_trigger_args.setter
+    def start_trigger_args(self, value: StartTriggerArgs | None) -> None:
+        """Airflow may assign it; the sensor builds its own from its arguments."""
+
+    def trigger_end_mode(self) -> str | None:
+        """End a successful deferred wait in the triggerer when the worker would only return the result."""
+        from airflow_provider_kontext._tasks.task_defaults import end_mode
+
+        own = type(self)._finish is KontextTaskSensor._finish and (
+            type(self).execute_complete is KontextTaskSensor.execute_complete
+        )  # a subclass that overrides the resume expects it to run
+        return end_mode(self, output_path=self.output_path, returns_list=self._returns_list()) if own else None
 
     @property
     def hook(self) -> KontextHook:
@@ -111,6 +172,7 @@ class KontextTaskSensor(BaseSensorOperator):
             deferrable=True,
             poll_interval=self.poll_interval,
             budget=float(self.timeout),
+            end_from_trigger=self.trigger_end_mode(),
         )
         return self._finish(context, result)
 
@@ -134,8 +196,20 @@ class KontextTaskSensor(BaseSensorOperator):
     def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
         """Resume after the trigger: a ``timeout`` event is a sensor timeout, so ``soft_fail`` applies."""
         from airflow_provider_kontext._protocol.polling import WaitResult, WaitStatus
+        from airflow_provider_kontext.results import SUCCESS_EVENT_PAYLOAD
 
-        result = WaitResult.from_event(event)
+        if isinstance(event, str) and event == SUCCESS_EVENT_PAYLOAD:
+            # The trigger ended the task (TaskSuccessEvent) but something resumed it anyway, with
+            # that event's bare payload: dag.test() does. The tasks are done; read them once more.
+            from airflow_provider_kontext._protocol.schedule import PollSchedule
+
+            result = self.hook.wait_for_tasks(
+                self._task_ids(),
+                timeout=float(self.timeout),
+                schedule=PollSchedule(self.poll_interval, first_delay=0.0),
+            )
+        else:
+            result = WaitResult.from_event(event)
         if result.status is WaitStatus.TIMEOUT:
             from airflow.sdk.exceptions import AirflowSensorTimeout
 

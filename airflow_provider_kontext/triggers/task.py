@@ -20,7 +20,7 @@ import importlib
 import time
 from typing import TYPE_CHECKING, Any, Final
 
-from airflow.triggers.base import BaseTrigger, TriggerEvent
+from airflow.triggers.base import BaseTrigger, TaskSuccessEvent, TriggerEvent
 
 from airflow_provider_kontext._protocol.polling import (
     DEFAULT_NOT_FOUND_GRACE_SECONDS,
@@ -31,9 +31,19 @@ from airflow_provider_kontext._protocol.polling import (
     WaitStatus,
 )
 from airflow_provider_kontext.exceptions import KontextError
+from airflow_provider_kontext.results import (
+    END_MODES,
+    END_RETURN_ALL,
+    END_RETURN_FIRST,
+    image_url_xcoms,
+)
+from airflow_provider_kontext.results import (
+    SUCCESS_EVENT_PAYLOAD as SUCCESS_EVENT_PAYLOAD,
+)
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Sequence
+    from collections.abc import AsyncIterator, Mapping, Sequence
+
 
 #: Imported off the loop by the first run(): aiohttp, and the connection lookup's compat layer.
 _HEAVY_MODULES: Final = ("airflow_provider_kontext.hooks.async_client", "airflow.providers.common.compat.connection")
@@ -73,27 +83,52 @@ class KontextTaskTrigger(BaseTrigger):
         checks at once. The operator sets it for tasks it has just created, which cannot be
         done yet (:class:`~airflow_provider_kontext._protocol.schedule.PollSchedule`). Wall clock,
         like ``end_time``: a trigger resumed after a restart past this time checks at once.
+    :param end_from_trigger: ``None`` (default): every outcome resumes the task on a worker.
+        Otherwise a *successful* wait ends the task here with a ``TaskSuccessEvent`` carrying the
+        XComs the worker's resume would push (``result_image_url``, ``result_image_urls`` and,
+        unless ``"nothing"``, ``return_value``: the ``"first"`` result dict or ``"all"`` of them);
+        failures, timeouts and errors still resume on the worker, for the typed error and the
+        retry policy. The worker sets it only when it has nothing left to do after the wait.
+    :param create_stats: Joins each result dict as ``create_stats`` when the task ends here.
+    :param timeout: Seconds to wait from the trigger's first run, used when ``end_time`` is
+        ``None`` (a task started in the triggerer, whose kwargs are fixed when the DAG is parsed).
     """
 
     def __init__(
         self,
         kontext_conn_id: str,
         kie_task_ids: Sequence[str],
-        end_time: float,
+        end_time: float | None = None,
         poll_interval: float = DEFAULT_POLL_INTERVAL_SECONDS,
         not_found_grace: float = DEFAULT_NOT_FOUND_GRACE_SECONDS,
         first_poll_at: float | None = None,
+        end_from_trigger: str | None = None,
+        create_stats: Sequence[Mapping[str, Any] | None] | None = None,
+        timeout: float | None = None,
     ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         self.kontext_conn_id = kontext_conn_id
         self.kie_task_ids = list(kie_task_ids)
-        self.end_time = float(end_time)
+        if end_time is None and timeout is None:
+            raise ValueError("KontextTaskTrigger needs end_time or timeout.")
+        if end_from_trigger is not None and end_from_trigger not in END_MODES:
+            raise ValueError(f"end_from_trigger must be one of {sorted(END_MODES)} or None, not {end_from_trigger!r}.")
+        self.end_time = None if end_time is None else float(end_time)
+        self.timeout = None if timeout is None else float(timeout)
         self.poll_interval = float(poll_interval)
         self.not_found_grace = float(not_found_grace)
         self.first_poll_at = None if first_poll_at is None else float(first_poll_at)
+        self.end_from_trigger = end_from_trigger
+        self.create_stats = None if create_stats is None else [None if s is None else dict(s) for s in create_stats]
         # Validates ids and interval now, in the worker, rather than later in the triggerer.
         PollSchedule(interval=self.poll_interval)
         TaskWaiter(self.kie_task_ids, end_time=self.end_time)
+
+    def _deadline(self) -> float:
+        if self.end_time is None:  # started in the triggerer: the window opens at the first run
+            assert self.timeout is not None  # checked in __init__
+            self.end_time = time.time() + self.timeout
+        return self.end_time
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         """Plain identifiers only: no key, no headers, nothing that needs a secret to rebuild."""
@@ -106,11 +141,14 @@ class KontextTaskTrigger(BaseTrigger):
                 "poll_interval": self.poll_interval,
                 "not_found_grace": self.not_found_grace,
                 "first_poll_at": self.first_poll_at,
+                "end_from_trigger": self.end_from_trigger,
+                "create_stats": self.create_stats,
+                "timeout": self.timeout,
             },
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        waiter = TaskWaiter(self.kie_task_ids, end_time=self.end_time, not_found_grace=self.not_found_grace)
+        waiter = TaskWaiter(self.kie_task_ids, end_time=self._deadline(), not_found_grace=self.not_found_grace)
         if waiter.timed_out(time.time()):
             # Resumed after the deadline (e.g. a long triggerer outage): no new window, no poll.
             yield TriggerEvent(waiter.timeout_result().to_event())
@@ -119,7 +157,21 @@ class KontextTaskTrigger(BaseTrigger):
             result = await self._wait(waiter)
         except KontextError as err:  # the connection could not be read, for instance
             result = WaitResult(WaitStatus.ERROR, waiter.records, str(err), type(err).__name__)
+        if result.status is WaitStatus.SUCCESS and self.end_from_trigger is not None:
+            self.log.info("%s Ending the task in the triggerer: the worker has nothing left to do.", result.message)
+            yield TaskSuccessEvent(xcoms=self.success_xcoms(result))
+            return
         yield TriggerEvent(result.to_event())
+
+    def success_xcoms(self, result: WaitResult) -> dict[str, Any]:
+        """The XComs the worker's resume would push for this successful ``result``; no I/O."""
+        records = result.result_dicts(create_stats=self.create_stats)
+        xcoms = image_url_xcoms(records)
+        if self.end_from_trigger == END_RETURN_FIRST:
+            xcoms["return_value"] = records[0]
+        elif self.end_from_trigger == END_RETURN_ALL:
+            xcoms["return_value"] = records
+        return xcoms
 
     async def _wait(self, waiter: TaskWaiter) -> WaitResult:
         await _load_heavy_modules()
@@ -130,7 +182,7 @@ class KontextTaskTrigger(BaseTrigger):
         schedule = PollSchedule(interval=self.poll_interval)
         last_progress = waiter.progress()
         if self.first_poll_at is not None:
-            await asyncio.sleep(max(0.0, min(self.first_poll_at, self.end_time) - time.time()))
+            await asyncio.sleep(max(0.0, min(self.first_poll_at, waiter.end_time or 0.0) - time.time()))
         async with shared_client(settings) as client:
             while True:
                 if waiter.timed_out(time.time()):
@@ -142,7 +194,7 @@ class KontextTaskTrigger(BaseTrigger):
                 if progress != last_progress:  # log changes only: a triggerer may hold thousands
                     self.log.info("%s", progress)
                     last_progress = progress
-                await asyncio.sleep(schedule.delay(1, now=time.time(), end_time=self.end_time))
+                await asyncio.sleep(schedule.delay(1, now=time.time(), end_time=waiter.end_time))
 
     async def on_kill(self) -> None:
         """

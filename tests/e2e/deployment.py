@@ -45,6 +45,7 @@ DAG_PARSE_TIMEOUT = 150.0
 STOP_GRACE_SECONDS = 10.0
 KILL_TIMEOUT = 10.0
 REQUEST_TIMEOUT = 20.0
+EVENT_LOG_PAGE = 100  # the REST API's default maximum page size
 
 
 class DeploymentError(AssertionError):
@@ -287,6 +288,50 @@ class Deployment:
         for path in task_dir.glob(f"attempt={attempt}.log.trigger.*.log"):
             logs[int(path.name.rsplit(".", 2)[1])] = path.read_text(encoding="utf-8", errors="replace")
         return logs
+
+    def event_rows(self, dag_id: str, run_id: str, task_id: str) -> list[dict[str, Any]]:
+        """Every row of Airflow's event log for the run's ``task_id`` task instances, all pages."""
+        rows: list[dict[str, Any]] = []
+        while True:
+            params: dict[str, str | int] = {
+                "dag_id": dag_id,
+                "run_id": run_id,
+                "task_id": task_id,
+                "limit": EVENT_LOG_PAGE,
+                "offset": len(rows),
+                "order_by": "id",
+            }
+            page: list[dict[str, Any]] = self.api_json("GET", "/api/v2/eventLogs", params=params)["event_logs"]
+            rows += page
+            if len(page) < EVENT_LOG_PAGE:
+                return rows
+
+    def worker_starts(self, dag_id: str, run_id: str, task_id: str) -> dict[int, int]:
+        """
+        Per map index: how many times a worker started the task instance.
+
+        Counted from the event log's ``running`` rows, which the Execution API writes each time a
+        worker takes a task instance to ``running`` (the first start and every resume after a
+        deferral). A task that starts and ends in the triggerer has none.
+        """
+        starts: dict[int, int] = {}
+        for row in self.event_rows(dag_id, run_id, task_id):
+            if row["event"] == "running":
+                starts[int(row["map_index"])] = starts.get(int(row["map_index"]), 0) + 1
+        return starts
+
+    def create_kie_task(self, prompt: str, api_key: str) -> str:
+        """Create a kie task straight on the emulator, as a system outside Airflow would; returns its id."""
+        answer = requests.post(
+            f"{self.emulator_url}/api/v1/flux/kontext/generate",
+            headers={"Authorization": f"Bearer {api_key}"},
+            json={"prompt": prompt},
+            timeout=REQUEST_TIMEOUT,
+        )
+        if answer.status_code != 200:
+            raise DeploymentError(f"create on the emulator -> HTTP {answer.status_code}: {answer.text[:2000]}")
+        task_id: str = answer.json()["data"]["taskId"]
+        return task_id
 
     def wait_log(self, name: str, needle: str, timeout: float) -> None:
         """Wait until component ``name`` wrote ``needle`` to its log (e.g. Celery's "ready.")."""

@@ -36,6 +36,10 @@ class FakeTI:
     def xcom_push(self, key: str, value: Any) -> None:
         self.xcom[key] = value
 
+    def xcom_pull(self, task_ids: str, key: str = "return_value", map_indexes: int | None = None) -> Any:
+        assert (task_ids, map_indexes) == (self.task_id, self.map_index), "only this task instance's own XComs"
+        return self.xcom.get(key)
+
     def get_first_reschedule_date(self, context: Any) -> None:
         return None
 

@@ -41,6 +41,9 @@ def test_serialize_round_trip_has_plain_values_and_no_secret() -> None:
         "poll_interval": 7.0,
         "not_found_grace": 60.0,
         "first_poll_at": None,
+        "end_from_trigger": None,
+        "create_stats": None,
+        "timeout": None,
     }
     assert json.loads(json.dumps(kwargs)) == kwargs
     assert API_KEY not in json.dumps(kwargs)

@@ -152,3 +152,20 @@ def test_dag_facing_modules_do_not_import_the_execution_machinery(module: str) -
         }
     )
     assert pulled == [], f"importing {module} pulled in {pulled}"
+
+
+def test_constructing_a_sensor_that_starts_in_the_triggerer_imports_none_of_it() -> None:
+    # Its StartTriggerArgs are built at parse time, from light modules only.
+    code = (
+        "import json, sys\n"
+        "import airflow.sdk\n"
+        "before = set(sys.modules)\n"
+        "from airflow_provider_kontext.sensors.task import KontextTaskSensor\n"
+        "sensor = KontextTaskSensor(task_id='wait', kie_task_ids=['t1', 't2'], deferrable=True)\n"
+        "assert sensor.start_from_trigger\n"
+        "print(json.dumps({'new': sorted(set(sys.modules) - before)}))\n"
+    )
+    new = run_python(code)["new"]
+    assert isinstance(new, list)
+    pulled = sorted({f for f in PARSE_TIME_FORBIDDEN for name in new if name == f or name.startswith(f + ".")})
+    assert pulled == [], f"constructing the sensor pulled in {pulled}"
