@@ -432,6 +432,19 @@ class Deployment:
         return state
 
 
+#: How a trigger log shows a task ended in the triggerer (``TaskSuccessEvent``, payload ``"success"``):
+#: its XComs carry the result, not the event.
+ENDED_IN_TRIGGERER = "TriggerEvent<'success'>"
+
+
+def fired_success(event: Mapping[str, Any], kie_id: str | None = None) -> bool:
+    """A fired event reports success: the task ended in the triggerer, or the worker resumes with it."""
+    result = str(event.get("result", ""))
+    if result == ENDED_IN_TRIGGERER:
+        return True
+    return "'status': 'success'" in result and (kie_id is None or kie_id in result)
+
+
 def fired_events(trigger_log: str) -> list[dict[str, Any]]:
     """The "Trigger fired event" records of a trigger log (JSON lines)."""
     return [json.loads(line) for line in trigger_log.splitlines() if '"Trigger fired event"' in line]
