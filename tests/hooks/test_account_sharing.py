@@ -29,6 +29,7 @@ LIMIT = 20
 
 def _task_process(job: dict[str, Any], start: Any, results: Any) -> None:
     """One Airflow task instance: build the operator, wait for the common start, run execute()."""
+    os.environ[CONN_ENV] = job["connection"]  # as a worker reads it; the fork server's env is older
     kwargs = {"wait_for_completion": False, "timeout": job.get("timeout", 120.0), "rate_window_seconds": WINDOW}
     if "requests" in job:
         operator: Any = KontextBatchGenerateOperator(task_id=job["name"], requests=job["requests"], **kwargs)
@@ -52,14 +53,32 @@ def _task_process(job: dict[str, Any], start: Any, results: Any) -> None:
     results.put(outcome)
 
 
+def _processes() -> Any:
+    """
+    Task processes as a worker forks them, but from a clean fork server: forking this pytest
+    process itself (emulator and logging threads running) can copy a held lock into a child,
+    which then hangs.
+    """
+    mp = multiprocessing.get_context("forkserver")
+    mp.set_forkserver_preload(
+        ["airflow_provider_kontext.operators.batch", "airflow_provider_kontext.operators.generate", __name__]
+    )
+    return mp
+
+
 def run_tasks(jobs: list[dict[str, Any]], *, before_start: Any = None) -> list[dict[str, Any]]:
-    """Fork one process per job (Airflow already imported), release them together, collect outcomes."""
-    mp = multiprocessing.get_context("fork")
+    """One process per job (Airflow already imported), released together; their outcomes."""
+    mp = _processes()
     start = mp.Event()
     results = mp.Queue()
-    processes = [mp.Process(target=_task_process, args=(job, start, results), daemon=True) for job in jobs]
+    connection = os.environ[CONN_ENV]
+    processes = [
+        mp.Process(target=_task_process, args=({**job, "connection": connection}, start, results), daemon=True)
+        for job in jobs
+    ]
     for process in processes:
         process.start()
+    time.sleep(1.0)  # every process built its operator
     if before_start is not None:
         before_start()
     start.set()
@@ -71,7 +90,7 @@ def run_tasks(jobs: list[dict[str, Any]], *, before_start: Any = None) -> list[d
         except queue.Empty:
             break
     for process in processes:
-        process.join(timeout=10)
+        process.join(timeout=max(deadline - time.time(), 1))
         if process.is_alive():
             process.kill()
     assert len(outcomes) == len(jobs), f"only {len(outcomes)} of {len(jobs)} tasks reported back"

@@ -199,7 +199,7 @@ def _reserve_many(path_dir: str, account: str, start: Any, out: Any) -> None:
 
 
 def test_the_host_window_is_shared_by_processes(tmp_path: Any) -> None:
-    mp = multiprocessing.get_context("fork")
+    mp = multiprocessing.get_context("forkserver")  # not a fork of this threaded pytest process
     start, out = mp.Event(), mp.Queue()
     procs = [mp.Process(target=_reserve_many, args=(str(tmp_path), "acct", start, out)) for _ in range(4)]
     for proc in procs:
