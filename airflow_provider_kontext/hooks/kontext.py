@@ -238,8 +238,8 @@ class KontextHook(BaseHook):
             except OSError as err:
                 self.log.warning("Cannot share the create window with other processes (%s); pacing alone.", err)
         return CreatePacer(
-            max_creates_per_window or settings.max_creates_per_window,
-            rate_window_seconds or settings.rate_window_seconds,
+            settings.max_creates_per_window if max_creates_per_window is None else max_creates_per_window,
+            settings.rate_window_seconds if rate_window_seconds is None else rate_window_seconds,
             retry_policy=settings.retry_policy,
             window=window,
         )

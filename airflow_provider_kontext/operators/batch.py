@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from airflow_provider_kontext._protocol.defaults import KIE_CREATES_PER_WINDOW, KIE_WINDOW_SECONDS
 from airflow_provider_kontext._protocol.ratelimit import check_rate_limit
 from airflow_provider_kontext._tasks.prepare import contains_unrendered, validate_items
 from airflow_provider_kontext.operators.base import KontextSubmitOperator
@@ -76,7 +77,11 @@ class KontextBatchGenerateOperator(KontextSubmitOperator):
         self.max_creates_per_window = max_creates_per_window
         self.rate_window_seconds = rate_window_seconds
         if max_creates_per_window is not None or rate_window_seconds is not None:
-            check_rate_limit(max_creates_per_window or 1, rate_window_seconds or 1.0)
+            # Check each given value; an unset one stands in as kie's default (never `or`: 0 must fail).
+            check_rate_limit(
+                KIE_CREATES_PER_WINDOW if max_creates_per_window is None else max_creates_per_window,
+                KIE_WINDOW_SECONDS if rate_window_seconds is None else rate_window_seconds,
+            )
         if isinstance(requests, list) and not contains_unrendered(requests):
             validate_items(requests)  # static batches fail at parse time, not mid-run
 

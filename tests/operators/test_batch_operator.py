@@ -203,3 +203,12 @@ def test_per_item_mode_with_every_create_failing_reports_every_item(emulator: Em
     results = batch(prompts(2), deferrable=False, fail_on_any_failure=False).execute(context())
     assert [r["status"] for r in results] == ["NOT_CREATED", "NOT_CREATED"]
     assert requests_to(emulator, "record-info") == 0
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"max_creates_per_window": 0}, {"rate_window_seconds": 0}, {"max_creates_per_window": 2.5}],
+)
+def test_a_bad_account_limit_fails_at_construction(kwargs: dict[str, Any]) -> None:
+    with pytest.raises(ValueError, match=r"max_creates_per_window|rate_window_seconds"):
+        batch(prompts(1), **kwargs)
