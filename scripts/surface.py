@@ -58,6 +58,8 @@ def public_names() -> dict[str, list[str]]:
 
 def traced_path() -> tuple[list[str], set[str]]:
     os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
+    from airflow.providers.standard.operators.empty import EmptyOperator
+    from airflow.sdk import DAG
     from airflow.sdk.exceptions import TaskDeferred
 
     from airflow_provider_kontext.emulator import EmulatorConfig, EmulatorServer
@@ -77,7 +79,12 @@ def traced_path() -> tuple[list[str], set[str]]:
         context = {"ti": TaskInstance()}
 
         def operator() -> KontextGenerateOperator:
-            return KontextGenerateOperator(task_id="generate", prompt="a kettle", deferrable=True, poll_interval=0.2)
+            # With a downstream task, so the wait resumes on the worker (execute_complete) rather
+            # than ending in the triggerer: the longest path, and the one the first figures measured.
+            with DAG("surface", schedule=None):
+                task = KontextGenerateOperator(task_id="generate", prompt="a kettle", deferrable=True, poll_interval=0.2)
+                task >> EmptyOperator(task_id="after")
+            return task
 
         profile = cProfile.Profile()
         profile.enable()
