@@ -82,7 +82,9 @@ def traced_path() -> tuple[list[str], set[str]]:
             # With a downstream task, so the wait resumes on the worker (execute_complete) rather
             # than ending in the triggerer: the longest path, and the one the first figures measured.
             with DAG("surface", schedule=None):
-                task = KontextGenerateOperator(task_id="generate", prompt="a kettle", deferrable=True, poll_interval=0.2)
+                task = KontextGenerateOperator(
+                    task_id="generate", prompt="a kettle", deferrable=True, poll_interval=0.2
+                )
                 task >> EmptyOperator(task_id="after")
             return task
 

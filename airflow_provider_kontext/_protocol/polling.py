@@ -76,29 +76,27 @@ class WaitResult:
             "error_class": self.error_class,
         }
 
-    def result_dicts(
-        self,
-        *,
-        not_created: Mapping[str, Any] | None = None,
-        create_stats: Sequence[Mapping[str, Any] | None] | None = None,
-    ) -> list[dict[str, Any]]:
+    def result_dicts(self, creates: Sequence[Mapping[str, Any]] | None = None) -> list[dict[str, Any]]:
         """
         The result dicts of this wait, in request order: what the task returns and publishes.
 
         One source of the result shape for the worker's finish path and for a trigger that ends
-        the task itself. ``not_created`` (input index as a string -> its record) puts the items
-        whose create failed back in their places; ``create_stats`` (one per item, ``None`` where
-        the item re-attached) joins each result as ``create_stats``. Pure: no I/O.
+        the task itself. ``creates``, the create report (one entry per item, in request order),
+        adds each item's ``create_stats`` and puts an item whose create failed (an entry with
+        its ``not_created`` result) back in its place; every other entry takes the next record
+        of this wait. Pure: no I/O.
         """
         records = [record.to_dict() for record in self.records]
-        if not_created:
-            waited = iter(records)
-            total = len(records) + len(not_created)
-            records = [dict(not_created[str(i)]) if str(i) in not_created else next(waited) for i in range(total)]
-        if create_stats is not None and len(create_stats) == len(records):
-            for record, stats in zip(records, create_stats, strict=True):
-                record["create_stats"] = dict(stats) if stats is not None else None
-        return records
+        if creates is None:
+            return records
+        waited = iter(records)
+        results = []
+        for entry in creates:
+            result = dict(entry["not_created"]) if "not_created" in entry else next(waited)
+            stats = entry.get("create_stats")
+            result["create_stats"] = dict(stats) if stats is not None else None
+            results.append(result)
+        return results
 
     @classmethod
     def from_event(cls, event: Any) -> WaitResult:

@@ -19,9 +19,10 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
-from airflow_provider_kontext._protocol.record import TaskStatus
+from airflow_provider_kontext._protocol.record import TaskRecord, TaskStatus
 from airflow_provider_kontext._tasks.prepare import fingerprint, materialize
 from airflow_provider_kontext.exceptions import KontextError
+from airflow_provider_kontext.results import NOT_CREATED_STATUS
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
@@ -110,16 +111,41 @@ class SubmissionLedger:
         return [index for index, task_id in enumerate(self.ids) if task_id is None]
 
 
-class Submitted(NamedTuple):
-    """What :func:`submit_once` did, per item in item order."""
+class Created(NamedTuple):
+    """What getting one item created came to, in item order (see :func:`submit_once`)."""
 
-    #: The usable kie task ids, in item order, skipping items whose create failed.
-    ids: list[str]
-    #: True when every id was created by this call (none re-attached): such tasks cannot be
-    #: done yet, so the wait may skip its first checks (see :class:`.PollSchedule`).
-    all_new: bool
-    #: What each item's create cost (:meth:`CreateStats.to_dict`); ``None`` for a re-attached item.
-    create_stats: list[dict[str, Any] | None]
+    #: The usable kie task id; ``None`` when this item's create failed (``error`` says why).
+    kie_task_id: str | None
+    #: Why the create failed; ``None`` when it did not.
+    error: KontextError | None = None
+    #: What the create cost (:meth:`CreateStats.to_dict`); ``None`` when the item re-attached.
+    stats: dict[str, Any] | None = None
+
+    def report(self, item: Mapping[str, Any]) -> dict[str, Any]:
+        """
+        This item's entry in the plain-JSON create report that crosses a deferral.
+
+        ``create_stats`` joins the item's result dict; an item whose create failed carries the
+        result dict it will be reported with (``not_created``): same keys as a task's, no kie
+        task id, and ``error_class`` naming the typed error
+        (``KontextSubmissionOutcomeUnknownError`` when kie may have created and billed it
+        anyway), so a caller can tell "refused" from "ask kie's logs".
+        """
+        entry: dict[str, Any] = {"create_stats": self.stats}
+        if self.kie_task_id is None:
+            record: dict[str, Any] = dict.fromkeys(TaskRecord.__dataclass_fields__)
+            for name in ("prompt", "model", "aspect_ratio", "output_format"):
+                value = item.get(name)
+                record[name] = value if isinstance(value, str) else None
+            error = self.error
+            record.update(
+                status=NOT_CREATED_STATUS,
+                error_code=error.code if error is not None else None,
+                error_message=str(error) if error is not None else None,
+                error_class=type(error).__name__ if error is not None else None,
+            )
+            entry["not_created"] = record
+        return entry
 
 
 def submit_once(
@@ -130,16 +156,16 @@ def submit_once(
     pacer: CreatePacer | None = None,
     deadline: float | None = None,
     on_progress: Callable[[list[str | None]], None] | None = None,
-    failures: dict[int, KontextError] | None = None,
-) -> Submitted:
+    keep_going: bool = False,
+) -> list[Created]:
     """
-    Create a kie task for every item that does not already have a usable one; return all ids in order.
+    Create a kie task for every item that does not already have a usable one; one :class:`Created` per item.
 
     ``items`` are rendered generate fields, already validated (:mod:`.prepare`). Images to
     upload are uploaded only for the items actually created. ``on_progress`` sees the ids
-    (``None`` for not yet created) after every create. With ``failures`` given, an item whose
-    create failed is recorded there by its index in ``items`` and the others still go out
-    (see :meth:`KontextHook.submit_each`); the returned ids then skip those items.
+    (``None`` for not yet created) after every create. With ``keep_going`` an item whose create
+    failed on its own is reported as such and the others still go out (see
+    :meth:`KontextHook.submit_each`); without it the first failure is raised.
     """
     ledger = SubmissionLedger(context, [fingerprint(item) for item in items])
     if ledger.load():
@@ -147,20 +173,15 @@ def submit_once(
     todo = ledger.missing()
     if todo and len(todo) < len(items):
         hook.log.info("Creating %d of %d kie task(s); the rest re-attach.", len(todo), len(items))
-    stats: list[dict[str, Any] | None] = [None] * len(items)
+    created = [Created(kie_task_id) for kie_task_id in ledger.ids]
     requests = [materialize(hook, items[index]) for index in todo]
-    outcomes = hook.submit_each(requests, pacer=pacer, deadline=deadline, keep_going=failures is not None)
-    for position, outcome in enumerate(outcomes):
-        index = todo[position]
-        stats[index] = outcome.stats.to_dict()
-        if outcome.kie_task_id is None:
-            if failures is not None and outcome.error is not None:
-                failures[index] = outcome.error
-            continue
-        ledger.record(index, outcome.kie_task_id)
-        if on_progress is not None:
-            on_progress(list(ledger.ids))
+    outcomes = hook.submit_each(requests, pacer=pacer, deadline=deadline, keep_going=keep_going)
+    for index, outcome in zip(todo, outcomes, strict=True):
+        created[index] = Created(outcome.kie_task_id, outcome.error, outcome.stats.to_dict())
+        if outcome.kie_task_id is not None:
+            ledger.record(index, outcome.kie_task_id)
+            if on_progress is not None:
+                on_progress(list(ledger.ids))
     if not todo and on_progress is not None:
         on_progress(list(ledger.ids))
-    ids = [task_id for task_id in ledger.ids if task_id is not None]
-    return Submitted(ids, all_new=len(todo) == len(items), create_stats=stats)
+    return created

@@ -62,17 +62,21 @@ def apply_default_retry_policy(task: BaseOperator) -> None:
         task.retry_policy = policy
 
 
-def end_mode(task: BaseOperator, *, output_path: Any, returns_list: bool) -> str | None:
+def end_mode(task: BaseOperator, provider_class: type, *, output_path: Any, returns_list: bool) -> str | None:
     """
     How a successful deferred wait of ``task`` may end in the triggerer; ``None``: resume on a worker.
 
-    Only when the worker has nothing left to do after the wait: no ``output_path`` to copy images
+    Never for a subclass of ``provider_class`` (the provider's operator or sensor) that overrides
+    ``execute_complete`` or ``finish``: it expects its resume to run. Otherwise only when the
+    worker has nothing left to do after the wait: no ``output_path`` to copy images
     to, no outlets to emit an Asset event for, no ``multiple_outputs`` to split the result, and an
     Airflow that honours ``TaskSuccessEvent(xcoms=...)``. And only for a task with no downstream
     task: Airflow 3.3.2 stores a trigger's XComs JSON-encoded (``XComModel.set`` serializes them,
     the Execution API hands the stored text to workers as is), so a downstream task pulling them
     would get a JSON string instead of the dict. The REST API and the UI decode them correctly.
     """
+    if any(getattr(type(task), name) is not getattr(provider_class, name) for name in ("execute_complete", "finish")):
+        return None
     if output_path is not None or getattr(task, "outlets", None) or getattr(task, "multiple_outputs", False):
         return None
     if getattr(task, "downstream_task_ids", None):

@@ -15,15 +15,14 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_provider_kontext._protocol.defaults import DEFAULT_CONN_ID, DEFAULT_MAX_IMAGE_BYTES
 from airflow_provider_kontext._protocol.polling import TaskWaiter, WaitResult, WaitStatus
-from airflow_provider_kontext._protocol.record import TaskRecord, TaskStatus
+from airflow_provider_kontext._protocol.record import TaskStatus
 from airflow_provider_kontext._protocol.schedule import PollSchedule
-from airflow_provider_kontext._tasks.prepare import check_output_path as check_output_path
-from airflow_provider_kontext._tasks.task_defaults import DEFER_TIMEOUT_BUFFER_SECONDS as DEFER_TIMEOUT_BUFFER_SECONDS
+from airflow_provider_kontext._tasks.task_defaults import DEFER_TIMEOUT_BUFFER_SECONDS
 from airflow_provider_kontext.exceptions import KontextError
-from airflow_provider_kontext.results import NOT_CREATED_STATUS, publish
+from airflow_provider_kontext.results import SUCCESS_EVENT_PAYLOAD, publish
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping, Sequence
+    from collections.abc import Callable, Mapping, Sequence
 
     from airflow.providers.common.compat.sdk import BaseOperator, Context
 
@@ -38,55 +37,6 @@ def wait_budget(timeout: float, execution_timeout: timedelta | None) -> float:
     return budget
 
 
-def check_once(task: BaseOperator, hook: KontextHook, waiter: TaskWaiter) -> WaitResult | None:
-    """One status check before deferring; a failed check only means "defer anyway"."""
-    try:
-        return hook.poll(waiter)
-    except KontextError as err:
-        task.log.warning("Status check before deferring failed (%s); deferring anyway.", err)
-        return None
-
-
-def defer_to_trigger(
-    task: BaseOperator,
-    *,
-    kontext_conn_id: str,
-    waiter: TaskWaiter,
-    poll_interval: float,
-    first_poll_at: float | None = None,
-    resume_kwargs: dict[str, Any] | None = None,
-    end_from_trigger: str | None = None,
-) -> None:
-    """
-    Hand the wait to the triggerer; raises ``TaskDeferred``. Resumes in ``execute_complete``.
-
-    ``end_from_trigger`` (see :class:`KontextTaskTrigger`) lets a successful wait end the task in
-    the triggerer instead; the resume kwargs' ``create_stats`` then travel with the trigger too.
-
-    ``first_poll_at`` (epoch seconds) is when the trigger makes its first check; ``None``: at once.
-
-    ``resume_kwargs`` reach ``execute_complete`` as keyword arguments: what the worker learnt
-    before deferring (for example which creates failed) must survive into the resumed process.
-    """
-    from airflow_provider_kontext.triggers.task import KontextTaskTrigger
-
-    end_time = waiter.end_time if waiter.end_time is not None else time.time()
-    task.defer(
-        trigger=KontextTaskTrigger(
-            kontext_conn_id=kontext_conn_id,
-            kie_task_ids=waiter.kie_task_ids,
-            end_time=end_time,
-            poll_interval=poll_interval,
-            first_poll_at=first_poll_at,
-            end_from_trigger=end_from_trigger,
-            create_stats=(resume_kwargs or {}).get("create_stats") if end_from_trigger else None,
-        ),
-        method_name="execute_complete",
-        kwargs=resume_kwargs,
-        timeout=timedelta(seconds=max(end_time - time.time(), 0) + poll_interval + DEFER_TIMEOUT_BUFFER_SECONDS),
-    )
-
-
 def wait_for(
     task: BaseOperator,
     hook: KontextHook,
@@ -99,38 +49,76 @@ def wait_for(
     just_created: bool = False,
     resume_kwargs: dict[str, Any] | None = None,
     end_from_trigger: str | None = None,
+    creates: Sequence[Mapping[str, Any]] | None = None,
 ) -> WaitResult:
     """
-    Wait for ``kie_task_ids`` on the worker, or defer (raising ``TaskDeferred``) when ``deferrable``.
+    Wait for ``kie_task_ids`` on the worker, or defer to :class:`KontextTaskTrigger` when ``deferrable``.
 
-    Returns only when the wait finished on the worker; a deferred wait finishes in the task's
-    ``execute_complete``. ``just_created`` says every task was created a moment ago: none can
-    be done yet, so both paths follow :class:`.PollSchedule`'s quiet start, and a deferrable
-    task defers at once, holding its worker slot no longer than the creates took. Otherwise
-    (re-attached tasks, a sensor's ids) some may have finished long ago: the first check is
-    immediate, on the worker, so a finished wait never pays a deferral.
+    Returns only when the wait finished on the worker; a deferred wait raises ``TaskDeferred``
+    and finishes in the task's ``execute_complete``, which gets ``resume_kwargs`` as keyword
+    arguments: what the worker learnt before deferring must survive into the resumed process.
+    ``end_from_trigger`` (see the trigger) lets a successful wait end the task in the triggerer
+    instead; ``creates`` (the create report) then travels with the trigger.
+
+    ``just_created`` says every task was created a moment ago: none can be done yet, so both
+    paths follow :class:`.PollSchedule`'s quiet start, and a deferrable task defers at once,
+    holding its worker slot no longer than the creates took. Otherwise (re-attached tasks, a
+    sensor's ids) some may have finished long ago: the first check is immediate, on the worker,
+    so a finished wait never pays a deferral (a failed check only means "defer anyway").
     """
     schedule = PollSchedule(interval=poll_interval, first_delay=None if just_created else 0.0)
     if not deferrable:
         return hook.wait_for_tasks(kie_task_ids, timeout=budget, schedule=schedule)
-    waiter = TaskWaiter(kie_task_ids, end_time=time.time() + budget)
-    if just_created:
-        first_check = schedule.first_poll_delay
-    else:
-        outcome = check_once(task, hook, waiter)
+    end_time = time.time() + budget
+    first_check = schedule.first_poll_delay
+    if not just_created:
+        try:
+            outcome = hook.poll(TaskWaiter(kie_task_ids, end_time=end_time))
+        except KontextError as err:
+            task.log.warning("Status check before deferring failed (%s); deferring anyway.", err)
+            outcome = None
         if outcome is not None:
             return outcome
         first_check = schedule.interval
-    defer_to_trigger(
-        task,
-        kontext_conn_id=kontext_conn_id,
-        waiter=waiter,
-        poll_interval=poll_interval,
-        first_poll_at=time.time() + first_check,
-        resume_kwargs=resume_kwargs,
-        end_from_trigger=end_from_trigger,
+    from airflow_provider_kontext.triggers.task import KontextTaskTrigger
+
+    task.defer(
+        trigger=KontextTaskTrigger(
+            kontext_conn_id=kontext_conn_id,
+            kie_task_ids=kie_task_ids,
+            end_time=end_time,
+            poll_interval=poll_interval,
+            first_poll_at=time.time() + first_check,
+            end_from_trigger=end_from_trigger,
+            creates=creates if end_from_trigger else None,
+        ),
+        method_name="execute_complete",
+        kwargs=resume_kwargs,
+        timeout=timedelta(seconds=max(end_time - time.time(), 0) + poll_interval + DEFER_TIMEOUT_BUFFER_SECONDS),
     )
     raise AssertionError("defer() returned")  # pragma: no cover - defer() raises TaskDeferred
+
+
+def resumed_result(
+    event: Any,
+    *,
+    hook: KontextHook,
+    ended_ids: Callable[[], Sequence[str]] | None,
+    timeout: float,
+    poll_interval: float,
+) -> WaitResult:
+    """
+    The result a resumed task finishes with: its trigger's event, validated.
+
+    A trigger that ended the task itself (``TaskSuccessEvent``) leaves nothing to resume, yet
+    ``dag.test()`` resumes the task anyway, with that event's bare payload. The kie tasks are
+    done then: with ``ended_ids`` (the tasks that may end in the triggerer give it) they are
+    read once more; without it the payload is refused like any malformed event.
+    """
+    if ended_ids is not None and isinstance(event, str) and event == SUCCESS_EVENT_PAYLOAD:
+        schedule = PollSchedule(interval=poll_interval, first_delay=0.0)
+        return hook.wait_for_tasks(list(ended_ids()), timeout=timeout, schedule=schedule)
+    return WaitResult.from_event(event)
 
 
 def finish_wait(
@@ -142,8 +130,7 @@ def finish_wait(
     output_path: Any = None,
     output_file_name: str | None = None,
     max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES,
-    not_created: Mapping[str, Any] | None = None,
-    create_stats: Sequence[Mapping[str, Any] | None] | None = None,
+    creates: Sequence[Mapping[str, Any]] | None = None,
 ) -> list[dict[str, Any]]:
     """
     End a wait on the worker: raise the typed error, or store the images and publish the results.
@@ -151,17 +138,17 @@ def finish_wait(
     Images are copied to ``output_path`` here, on the worker, never in the triggerer (a trigger
     must not block its event loop with downloads). Each stored URI joins its result dict as
     ``stored_path``, and the task's declared outlets get an Asset event listing the files.
-    ``not_created`` (input index as a string -> :func:`not_created_record`) puts the items
-    whose create failed back in their places, so results stay in request order.
-    ``create_stats`` (one per item, ``None`` where the item re-attached) joins each result as
-    ``create_stats``: what getting it created cost (attempts, 429s, seconds waited).
+    ``creates`` is the create report (:meth:`.ledger.Created.report`, one entry per item): the
+    items whose create failed go back in their places, so results stay in request order, and
+    every result gets ``create_stats``: what getting it created cost (attempts, 429s, waits).
     """
     task.log.info("%s", result.message)
+    not_created = sum(1 for entry in creates or () if "not_created" in entry)
     if not_created:
-        task.log.info("%d item(s) were not created: their creates failed.", len(not_created))
+        task.log.info("%d item(s) were not created: their creates failed.", not_created)
     if not (allow_failed_tasks and result.status is WaitStatus.FAILED):
         result.raise_for_status()
-    records = result.result_dicts(not_created=not_created, create_stats=create_stats)
+    records = result.result_dicts(creates)
     if output_path is not None:
         from airflow_provider_kontext.hooks.kontext import KontextHook
 
@@ -178,26 +165,6 @@ def finish_wait(
             context["outlet_events"][outlet].extra["kontext_images"] = stored  # type: ignore[assignment]
     publish(context, records)
     return records
-
-
-def not_created_record(item: Mapping[str, Any], error: KontextError) -> dict[str, Any]:
-    """
-    The result dict of an item whose create failed: same keys as a task's, no kie task id.
-
-    ``error_class`` names the typed error (``KontextSubmissionOutcomeUnknownError`` when kie may
-    have created and billed it anyway), so a caller can tell "refused" from "ask kie's logs".
-    """
-    record: dict[str, Any] = dict.fromkeys(TaskRecord.__dataclass_fields__)
-    for name in ("prompt", "model", "aspect_ratio", "output_format"):
-        value = item.get(name)
-        record[name] = value if isinstance(value, str) else None
-    record.update(
-        status=NOT_CREATED_STATUS,
-        error_code=error.code,
-        error_message=str(error),
-        error_class=type(error).__name__,
-    )
-    return record
 
 
 def store_images(

@@ -21,6 +21,7 @@ from airflow_provider_kontext._protocol.schedule import PollSchedule
 from airflow_provider_kontext._tasks.prepare import check_output_path
 from airflow_provider_kontext._tasks.task_defaults import apply_default_retry_policy
 from airflow_provider_kontext.links import KontextImageLink
+from airflow_provider_kontext.results import TASK_ID_KEY
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
@@ -28,7 +29,6 @@ if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
 
     from airflow_provider_kontext._protocol.polling import WaitResult
-    from airflow_provider_kontext.exceptions import KontextError
     from airflow_provider_kontext.hooks.kontext import KontextHook
 
 # The submit/wait/finish machinery (ledger, waiting, polling, envelope parsing, retry policy)
@@ -115,7 +115,7 @@ class KontextSubmitOperator(BaseOperator):
         ``items`` must already be validated: this is where money starts being spent. With
         ``keep_going`` a create that fails on its own does not stop the others: the item is
         reported as ``NOT_CREATED`` with its typed error, and the images already paid for are
-        still waited for (across a deferral too, through the resume kwargs).
+        still waited for (across a deferral too, through the create report in the resume kwargs).
 
         Creates are paced to the account's limit (the connection's, unless the arguments name
         one) and wait out kie's 429s until the task's deadline: ``timeout`` from now, capped by
@@ -123,39 +123,32 @@ class KontextSubmitOperator(BaseOperator):
         """
         from airflow_provider_kontext._protocol.polling import WaitResult, WaitStatus
         from airflow_provider_kontext._tasks.ledger import submit_once
-        from airflow_provider_kontext._tasks.waiting import not_created_record, wait_budget, wait_for
+        from airflow_provider_kontext._tasks.waiting import wait_budget, wait_for
 
         check_output_path(self.output_path, self.output_file_name)
-        budget = wait_budget(self.timeout, self.execution_timeout)
-        deadline = time.time() + budget
+        deadline = time.time() + wait_budget(self.timeout, self.execution_timeout)
         hook = self.hook
         if self.min_credits is not None:
             hook.ensure_credits(self.min_credits)
-        failures: dict[int, KontextError] | None = {} if keep_going else None
-        ids, all_new, create_stats = submit_once(
+        created = submit_once(
             context,
             hook,
             items,
             pacer=hook.pacer(max_creates_per_window, rate_window_seconds),
             deadline=deadline,
             on_progress=on_progress,
-            failures=failures,
+            keep_going=keep_going,
         )
-        not_created = {str(index): not_created_record(items[index], err) for index, err in (failures or {}).items()}
         if not self.wait_for_completion:
             if self.deferrable:
                 self.log.warning("deferrable has no effect with wait_for_completion=False.")
-            if not_created:
-                created = iter(ids)
-                return [None if str(index) in not_created else next(created) for index in range(len(items))]
-            return ids
+            return [item.kie_task_id for item in created]
+        creates = [item.report(fields) for item, fields in zip(created, items, strict=True)]
+        ids = [item.kie_task_id for item in created if item.kie_task_id is not None]
         if not ids:
             nothing = WaitResult(WaitStatus.FAILED, (), f"None of the {len(items)} create(s) succeeded.")
-            return self.finish(context, nothing, not_created=not_created, create_stats=create_stats)
-        resume_kwargs: dict[str, Any] = {"create_stats": create_stats}
-        if not_created:
-            resume_kwargs["not_created"] = not_created
-        end_from_trigger = None if not_created or not self.deferrable else self.trigger_end_mode()
+            return self.finish(context, nothing, creates)
+        all_sent = len(ids) == len(created)
         result = wait_for(
             self,
             hook,
@@ -164,58 +157,52 @@ class KontextSubmitOperator(BaseOperator):
             deferrable=self.deferrable,
             poll_interval=self.poll_interval,
             budget=max(deadline - time.time(), 1.0),
-            just_created=all_new,
-            resume_kwargs=resume_kwargs,
-            end_from_trigger=end_from_trigger,
+            just_created=all(item.stats is not None for item in created),
+            resume_kwargs={"creates": creates},
+            end_from_trigger=self.trigger_end_mode() if self.deferrable and all_sent else None,
+            creates=creates,
         )
-        return self.finish(context, result, not_created=not_created, create_stats=create_stats)
+        return self.finish(context, result, creates)
 
-    def execute_complete(
-        self,
-        context: Context,
-        event: dict[str, Any] | None = None,
-        not_created: dict[str, Any] | None = None,
-        create_stats: list[dict[str, Any] | None] | None = None,
-    ) -> Any:
+    def execute_complete(self, context: Context, event: Any = None, creates: list[dict[str, Any]] | None = None) -> Any:
         """Resume after the trigger: validate its event, then succeed or raise the typed error."""
-        from airflow_provider_kontext._protocol.polling import WaitResult
+        from airflow_provider_kontext._tasks.waiting import resumed_result, wait_budget
 
-        return self.finish(context, WaitResult.from_event(event), not_created=not_created, create_stats=create_stats)
+        ti = context["ti"]
+        result = resumed_result(
+            event,
+            hook=self.hook,
+            # Only a single-image task ends in the triggerer; its id is in XCom since its create.
+            ended_ids=(lambda: [ti.xcom_pull(task_ids=ti.task_id, key=TASK_ID_KEY, map_indexes=ti.map_index)])
+            if self.trigger_end_mode() is not None
+            else None,
+            timeout=wait_budget(self.timeout, self.execution_timeout),
+            poll_interval=self.poll_interval,
+        )
+        return self.finish(context, result, creates)
 
     def trigger_end_mode(self) -> str | None:
         """How a successful deferred wait may end in the triggerer (its ``end_from_trigger``); ``None``: resume."""
         return None
 
-    def finish(
-        self,
-        context: Context,
-        result: WaitResult,
-        *,
-        not_created: Mapping[str, Any] | None = None,
-        create_stats: Sequence[Mapping[str, Any] | None] | None = None,
-    ) -> Any:
-        """The return value of a finished wait; subclasses shape it."""
-        return self.finish_records(context, result, not_created=not_created, create_stats=create_stats)
+    def finish(self, context: Context, result: WaitResult, creates: Sequence[Mapping[str, Any]] | None = None) -> Any:
+        """
+        End the wait on the worker: raise the typed error, or store the images and return the result dicts.
 
-    def finish_records(
-        self,
-        context: Context,
-        result: WaitResult,
-        *,
-        allow_failed_tasks: bool = False,
-        not_created: Mapping[str, Any] | None = None,
-        create_stats: Sequence[Mapping[str, Any] | None] | None = None,
-    ) -> list[dict[str, Any]]:
+        ``creates`` is the create report (one entry per item, see :meth:`.ledger.Created.report`).
+        """
         from airflow_provider_kontext._tasks.waiting import finish_wait
 
         return finish_wait(
             self,
             context,
             result,
-            allow_failed_tasks=allow_failed_tasks,
+            allow_failed_tasks=self.allow_failed_tasks,
             output_path=self.output_path,
             output_file_name=self.output_file_name,
             max_image_bytes=self.max_image_bytes,
-            not_created=not_created,
-            create_stats=create_stats,
+            creates=creates,
         )
+
+    #: Return failed items with their own status instead of raising (the batch's ``fail_on_any_failure=False``).
+    allow_failed_tasks = False

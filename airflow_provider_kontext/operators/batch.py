@@ -21,9 +21,7 @@ if TYPE_CHECKING:
 
     from airflow.providers.common.compat.sdk import Context
 
-    from airflow_provider_kontext._protocol.polling import (
-        WaitResult,
-    )
+    from airflow_provider_kontext._protocol.polling import WaitResult
 
 
 class KontextBatchGenerateOperator(KontextSubmitOperator):
@@ -99,21 +97,12 @@ class KontextBatchGenerateOperator(KontextSubmitOperator):
             keep_going=not self.fail_on_any_failure,
         )
 
-    def finish(
-        self,
-        context: Context,
-        result: WaitResult,
-        *,
-        not_created: Mapping[str, Any] | None = None,
-        create_stats: Sequence[Mapping[str, Any] | None] | None = None,
-    ) -> list[dict[str, Any]]:
-        records: list[dict[str, Any]] = self.finish_records(
-            context,
-            result,
-            allow_failed_tasks=not self.fail_on_any_failure,
-            not_created=not_created,
-            create_stats=create_stats,
-        )
+    @property
+    def allow_failed_tasks(self) -> bool:  # type: ignore[override]
+        return not self.fail_on_any_failure
+
+    def finish(self, context: Context, result: WaitResult, creates: Sequence[Mapping[str, Any]] | None = None) -> Any:
+        records = super().finish(context, result, creates)
         if self.min_credits is not None:
             try:
                 self.log.info("kie balance after the batch: %g credits.", self.hook.get_credits())

@@ -149,47 +149,11 @@ class KontextGenerateOperator(KontextSubmitOperator):
         )
         return outcome[0] if not self.wait_for_completion else outcome
 
-    def execute_complete(
-        self,
-        context: Context,
-        event: dict[str, Any] | None = None,
-        not_created: dict[str, Any] | None = None,
-        create_stats: list[dict[str, Any] | None] | None = None,
-    ) -> Any:
-        """Resume after the trigger; see :meth:`KontextSubmitOperator.execute_complete`."""
-        from airflow_provider_kontext.results import SUCCESS_EVENT_PAYLOAD
-
-        if isinstance(event, str) and event == SUCCESS_EVENT_PAYLOAD:
-            # The trigger ended the task (TaskSuccessEvent), yet something resumed it with that
-            # event's bare payload: dag.test() does. The task is done; read it once more.
-            from airflow_provider_kontext._protocol.schedule import PollSchedule
-            from airflow_provider_kontext._tasks.waiting import wait_budget
-
-            ti = context["ti"]
-            kie_task_id = ti.xcom_pull(task_ids=ti.task_id, key=TASK_ID_KEY, map_indexes=ti.map_index)
-            result = self.hook.wait_for_tasks(
-                [kie_task_id],
-                timeout=wait_budget(self.timeout, self.execution_timeout),
-                schedule=PollSchedule(interval=self.poll_interval, first_delay=0.0),
-            )
-            return self.finish(context, result, create_stats=create_stats)
-        return super().execute_complete(context, event, not_created=not_created, create_stats=create_stats)
-
     def trigger_end_mode(self) -> str | None:
         """End a successful deferred wait in the triggerer when the worker would only return the result."""
         from airflow_provider_kontext._tasks.task_defaults import end_mode
 
-        own = type(self).finish is KontextGenerateOperator.finish and (
-            type(self).execute_complete is KontextGenerateOperator.execute_complete
-        )  # a subclass that overrides the resume expects it to run
-        return end_mode(self, output_path=self.output_path, returns_list=False) if own else None
+        return end_mode(self, KontextGenerateOperator, output_path=self.output_path, returns_list=False)
 
-    def finish(
-        self,
-        context: Context,
-        result: WaitResult,
-        *,
-        not_created: Mapping[str, Any] | None = None,
-        create_stats: Sequence[Mapping[str, Any] | None] | None = None,
-    ) -> dict[str, Any]:
-        return self.finish_records(context, result, not_created=not_created, create_stats=create_stats)[0]
+    def finish(self, context: Context, result: WaitResult, creates: Sequence[Mapping[str, Any]] | None = None) -> Any:
+        return super().finish(context, result, creates)[0]

@@ -138,10 +138,7 @@ class KontextTaskSensor(BaseSensorOperator):
         """End a successful deferred wait in the triggerer when the worker would only return the result."""
         from airflow_provider_kontext._tasks.task_defaults import end_mode
 
-        own = type(self)._finish is KontextTaskSensor._finish and (
-            type(self).execute_complete is KontextTaskSensor.execute_complete
-        )  # a subclass that overrides the resume expects it to run
-        return end_mode(self, output_path=self.output_path, returns_list=self._returns_list()) if own else None
+        return end_mode(self, KontextTaskSensor, output_path=self.output_path, returns_list=self._returns_list())
 
     @property
     def hook(self) -> KontextHook:
@@ -174,7 +171,7 @@ class KontextTaskSensor(BaseSensorOperator):
             budget=float(self.timeout),
             end_from_trigger=self.trigger_end_mode(),
         )
-        return self._finish(context, result)
+        return self.finish(context, result)
 
     def poke(self, context: Context) -> bool | PokeReturnValue:
         from airflow_provider_kontext._protocol.polling import TaskWaiter
@@ -191,32 +188,28 @@ class KontextTaskSensor(BaseSensorOperator):
         outcome = self.hook.poll(self._waiter)
         if outcome is None:
             return False
-        return PokeReturnValue(is_done=True, xcom_value=self._finish(context, outcome))
+        return PokeReturnValue(is_done=True, xcom_value=self.finish(context, outcome))
 
-    def execute_complete(self, context: Context, event: dict[str, Any] | None = None) -> Any:
+    def execute_complete(self, context: Context, event: Any = None) -> Any:
         """Resume after the trigger: a ``timeout`` event is a sensor timeout, so ``soft_fail`` applies."""
-        from airflow_provider_kontext._protocol.polling import WaitResult, WaitStatus
-        from airflow_provider_kontext.results import SUCCESS_EVENT_PAYLOAD
+        from airflow_provider_kontext._protocol.polling import WaitStatus
+        from airflow_provider_kontext._tasks.waiting import resumed_result
 
-        if isinstance(event, str) and event == SUCCESS_EVENT_PAYLOAD:
-            # The trigger ended the task (TaskSuccessEvent) but something resumed it anyway, with
-            # that event's bare payload: dag.test() does. The tasks are done; read them once more.
-            from airflow_provider_kontext._protocol.schedule import PollSchedule
-
-            result = self.hook.wait_for_tasks(
-                self._task_ids(),
-                timeout=float(self.timeout),
-                schedule=PollSchedule(self.poll_interval, first_delay=0.0),
-            )
-        else:
-            result = WaitResult.from_event(event)
+        result = resumed_result(
+            event,
+            hook=self.hook,
+            ended_ids=self._task_ids,
+            timeout=float(self.timeout),
+            poll_interval=self.poll_interval,
+        )
         if result.status is WaitStatus.TIMEOUT:
             from airflow.sdk.exceptions import AirflowSensorTimeout
 
             raise AirflowSensorTimeout(result.message)
-        return self._finish(context, result)
+        return self.finish(context, result)
 
-    def _finish(self, context: Context, result: WaitResult) -> Any:
+    def finish(self, context: Context, result: WaitResult) -> Any:
+        """End the wait on the worker: raise the typed error, or store the images and return the result(s)."""
         from airflow_provider_kontext._tasks.waiting import finish_wait
 
         records = finish_wait(

@@ -89,7 +89,8 @@ class KontextTaskTrigger(BaseTrigger):
         unless ``"nothing"``, ``return_value``: the ``"first"`` result dict or ``"all"`` of them);
         failures, timeouts and errors still resume on the worker, for the typed error and the
         retry policy. The worker sets it only when it has nothing left to do after the wait.
-    :param create_stats: Joins each result dict as ``create_stats`` when the task ends here.
+    :param creates: The create report (one entry per item, each with its ``create_stats``), which
+        shapes the result dicts when the task ends here.
     :param timeout: Seconds to wait from the trigger's first run, used when ``end_time`` is
         ``None`` (a task started in the triggerer, whose kwargs are fixed when the DAG is parsed).
     """
@@ -103,7 +104,7 @@ class KontextTaskTrigger(BaseTrigger):
         not_found_grace: float = DEFAULT_NOT_FOUND_GRACE_SECONDS,
         first_poll_at: float | None = None,
         end_from_trigger: str | None = None,
-        create_stats: Sequence[Mapping[str, Any] | None] | None = None,
+        creates: Sequence[Mapping[str, Any]] | None = None,
         timeout: float | None = None,
     ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
@@ -119,7 +120,7 @@ class KontextTaskTrigger(BaseTrigger):
         self.not_found_grace = float(not_found_grace)
         self.first_poll_at = None if first_poll_at is None else float(first_poll_at)
         self.end_from_trigger = end_from_trigger
-        self.create_stats = None if create_stats is None else [None if s is None else dict(s) for s in create_stats]
+        self.creates = None if creates is None else [dict(entry) for entry in creates]
         # Validates ids and interval now, in the worker, rather than later in the triggerer.
         PollSchedule(interval=self.poll_interval)
         TaskWaiter(self.kie_task_ids, end_time=self.end_time)
@@ -142,7 +143,7 @@ class KontextTaskTrigger(BaseTrigger):
                 "not_found_grace": self.not_found_grace,
                 "first_poll_at": self.first_poll_at,
                 "end_from_trigger": self.end_from_trigger,
-                "create_stats": self.create_stats,
+                "creates": self.creates,
                 "timeout": self.timeout,
             },
         )
@@ -165,7 +166,7 @@ class KontextTaskTrigger(BaseTrigger):
 
     def success_xcoms(self, result: WaitResult) -> dict[str, Any]:
         """The XComs the worker's resume would push for this successful ``result``; no I/O."""
-        records = result.result_dicts(create_stats=self.create_stats)
+        records = result.result_dicts(self.creates)
         xcoms = image_url_xcoms(records)
         if self.end_from_trigger == END_RETURN_FIRST:
             xcoms["return_value"] = records[0]

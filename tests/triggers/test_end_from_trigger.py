@@ -46,7 +46,8 @@ async def test_success_ends_the_task_with_the_xcoms_the_worker_would_push(emulat
     emulator.configure(generation_seconds=0, record_info_null_seconds=0)
     kie_task_id = KontextHook().create_task(prompt="a red kite")
     stats = [{"attempts": 1, "accepted": 1, "rate_limited": 0, "maintenance": 0, "waited_seconds": 0.0}]
-    _, kwargs = trigger_for([kie_task_id], end_from_trigger="first", create_stats=stats).serialize()
+    creates = [{"create_stats": stats[0]}]
+    _, kwargs = trigger_for([kie_task_id], end_from_trigger="first", creates=creates).serialize()
     assert API_KEY not in json.dumps(kwargs)
     event = await one_event(KontextTaskTrigger(**json.loads(json.dumps(kwargs))))  # as the triggerer rebuilds it
     assert isinstance(event, TaskSuccessEvent)
@@ -58,7 +59,7 @@ async def test_success_ends_the_task_with_the_xcoms_the_worker_would_push(emulat
     plain = await one_event(trigger_for([kie_task_id]))
     assert not isinstance(plain, TaskSuccessEvent)
     ctx = context()
-    returned = operator().execute_complete(ctx, plain.payload, create_stats=stats)
+    returned = operator().execute_complete(ctx, plain.payload, creates=creates)
     assert event.xcoms == {**ctx["ti"].xcom, "return_value": returned}
     assert returned["kie_task_id"] == kie_task_id and returned["status"] == "SUCCESS"
     assert returned["create_stats"] == stats[0]
@@ -123,7 +124,7 @@ def deferred_trigger(op: KontextGenerateOperator) -> KontextTaskTrigger:
 def test_generate_without_output_path_asks_the_trigger_to_end_it(emulator: EmulatorServer) -> None:
     trigger = deferred_trigger(operator(deferrable=True))
     assert trigger.end_from_trigger == "first"
-    assert trigger.create_stats is not None and trigger.create_stats[0]["attempts"] == 1  # type: ignore[index]
+    assert trigger.creates is not None and trigger.creates[0]["create_stats"]["attempts"] == 1
 
 
 @pytest.mark.parametrize(

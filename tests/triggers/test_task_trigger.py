@@ -42,7 +42,7 @@ def test_serialize_round_trip_has_plain_values_and_no_secret() -> None:
         "not_found_grace": 60.0,
         "first_poll_at": None,
         "end_from_trigger": None,
-        "create_stats": None,
+        "creates": None,
         "timeout": None,
     }
     assert json.loads(json.dumps(kwargs)) == kwargs

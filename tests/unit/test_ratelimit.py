@@ -186,7 +186,7 @@ def test_local_windows_do_not_see_each_other() -> None:
 
 def _reserve_many(path_dir: str, account: str, start: Any, out: Any) -> None:
     pacer = CreatePacer(5, 0.5 - WINDOW_MARGIN_SECONDS, window=HostWindow(account, path_dir))
-    start.wait()
+    start.wait()  # a barrier: every process is up (a fresh interpreter each) before any create
     stamps = []
     deadline = time.time() + 1.5
     while time.time() < deadline:
@@ -200,12 +200,12 @@ def _reserve_many(path_dir: str, account: str, start: Any, out: Any) -> None:
 
 def test_the_host_window_is_shared_by_processes(tmp_path: Any) -> None:
     mp = multiprocessing.get_context("forkserver")  # not a fork of this threaded pytest process
-    start, out = mp.Event(), mp.Queue()
+    start, out = mp.Barrier(5), mp.Queue()
     procs = [mp.Process(target=_reserve_many, args=(str(tmp_path), "acct", start, out)) for _ in range(4)]
     for proc in procs:
         proc.start()
-    start.set()
-    stamps = sorted(s for _ in procs for s in out.get(timeout=20))
+    start.wait(timeout=120)  # starting four interpreters takes seconds on a loaded 2-core machine
+    stamps = sorted(s for _ in procs for s in out.get(timeout=30))
     for proc in procs:
         proc.join(timeout=5)
     assert len(stamps) >= 10, "the window let creates through"
