@@ -24,7 +24,7 @@ RSS_LIMIT_BYTES = 100 * 2**20
 
 def _sizes(quick: bool) -> tuple[int, int, float, float]:
     """(batch triggers, ids per trigger, poll interval s, window s)."""
-    from airflow_provider_kontext._protocol.polling import DEFAULT_POLL_INTERVAL_SECONDS
+    from airflow_provider_kontext._protocol.defaults import DEFAULT_POLL_INTERVAL_SECONDS
 
     return (20, 50, 2.0, 8.0) if quick else (100, 100, DEFAULT_POLL_INTERVAL_SECONDS, 30.0)
 

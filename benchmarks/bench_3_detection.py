@@ -30,8 +30,8 @@ from typing import TYPE_CHECKING, Any
 from benchmarks.common import API_KEY, Figure, bench_main, emulator_process, percentile
 
 if TYPE_CHECKING:
+    from airflow_provider_kontext._protocol.polling import PollSchedule
     from airflow_provider_kontext._protocol.record import TaskRecord
-    from airflow_provider_kontext._protocol.schedule import PollSchedule
 
 SCALE = 0.25
 MEDIAN_SECONDS = 20.0
@@ -85,7 +85,7 @@ def measure(base_url: str, schedule: PollSchedule, seconds: list[float]) -> tupl
 
 
 def run(quick: bool) -> list[Figure]:
-    from airflow_provider_kontext._protocol.schedule import PollSchedule
+    from airflow_provider_kontext._protocol.polling import PollSchedule
 
     seconds = generation_times(12 if quick else 40)
     interval = INTERVAL_SECONDS * SCALE

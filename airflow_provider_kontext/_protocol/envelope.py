@@ -22,8 +22,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
 from airflow_provider_kontext._protocol.record import TaskRecord, parse_record
-from airflow_provider_kontext._protocol.request import GenerateRequest, check_http_url
-from airflow_provider_kontext._protocol.request import check_task_id as check_task_id
+from airflow_provider_kontext._protocol.request import GenerateRequest, check_http_url, check_task_id
 from airflow_provider_kontext.exceptions import (
     KontextAuthError,
     KontextContentPolicyError,

@@ -16,7 +16,7 @@ from urllib.parse import urlsplit
 from airflow_provider_kontext.exceptions import KontextValidationError
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Mapping, Sequence
 
 AspectRatio = Literal["21:9", "16:9", "4:3", "1:1", "3:4", "9:16"]
 OutputFormat = Literal["jpeg", "png"]
@@ -30,23 +30,6 @@ MODELS: Final[tuple[str, ...]] = get_args(Model)
 MAX_SAFETY_TOLERANCE_GENERATE: Final = 6
 MAX_SAFETY_TOLERANCE_EDIT: Final = 2
 
-#: Python (snake_case) field name -> kie JSON (camelCase) field name, in kie's schema order.
-WIRE_NAMES: Final[dict[str, str]] = {
-    "prompt": "prompt",
-    "enable_translation": "enableTranslation",
-    "upload_cn": "uploadCn",
-    "input_image": "inputImage",
-    "aspect_ratio": "aspectRatio",
-    "output_format": "outputFormat",
-    "prompt_upsampling": "promptUpsampling",
-    "model": "model",
-    "callback_url": "callBackUrl",
-    "safety_tolerance": "safetyTolerance",
-    "watermark": "watermark",
-}
-
-#: The optional fields, i.e. everything a caller may pass besides ``prompt``.
-OPTIONAL_FIELDS: Final[tuple[str, ...]] = tuple(name for name in WIRE_NAMES if name != "prompt")
 
 
 def check_task_id(task_id: Any) -> str:
@@ -54,6 +37,26 @@ def check_task_id(task_id: Any) -> str:
     if not isinstance(task_id, str) or not task_id.strip():
         raise KontextValidationError(f"kie task id must be a non-empty string, got {task_id!r}.", field="task_id")
     return task_id.strip()
+
+
+def check_task_ids(task_ids: Sequence[Any]) -> list[str]:
+    """The ids of one wait: at least one, each a valid kie task id."""
+    ids = [check_task_id(task_id) for task_id in task_ids]
+    if not ids:
+        raise KontextValidationError("At least one kie task id is needed.", field="kie_task_ids")
+    return ids
+
+
+def check_poll_interval(seconds: Any) -> float:
+    """``poll_interval`` of the operators, the sensor and the trigger: a positive number of seconds."""
+    if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or not seconds > 0:  # also refuses NaN
+        raise ValueError(f"poll_interval must be a positive number of seconds, got {seconds!r}.")
+    return float(seconds)
+
+
+def _wire(name: str) -> Any:
+    """An optional generate field, unset by default, sent to kie as ``name``."""
+    return dataclasses.field(default=None, metadata={"wire": name})
 
 
 @dataclass(frozen=True)
@@ -65,17 +68,18 @@ class GenerateRequest:
     is always sendable.
     """
 
+    # The one list of kie's generate fields, in its schema order, each with its JSON name.
     prompt: str
-    enable_translation: bool | None = None
-    upload_cn: bool | None = None
-    input_image: str | None = None
-    aspect_ratio: AspectRatio | None = None
-    output_format: OutputFormat | None = None
-    prompt_upsampling: bool | None = None
-    model: Model | None = None
-    callback_url: str | None = None
-    safety_tolerance: int | None = None
-    watermark: str | None = None
+    enable_translation: bool | None = _wire("enableTranslation")
+    upload_cn: bool | None = _wire("uploadCn")
+    input_image: str | None = _wire("inputImage")
+    aspect_ratio: AspectRatio | None = _wire("aspectRatio")
+    output_format: OutputFormat | None = _wire("outputFormat")
+    prompt_upsampling: bool | None = _wire("promptUpsampling")
+    model: Model | None = _wire("model")
+    callback_url: str | None = _wire("callBackUrl")
+    safety_tolerance: int | None = _wire("safetyTolerance")
+    watermark: str | None = _wire("watermark")
 
     def __post_init__(self) -> None:
         validate_fields(dataclasses.asdict(self))
@@ -99,6 +103,14 @@ class GenerateRequest:
     def to_payload(self) -> dict[str, Any]:
         """The JSON body in kie's field names; unset fields are left out so kie's defaults apply."""
         return {WIRE_NAMES[name]: value for name, value in dataclasses.asdict(self).items() if value is not None}
+
+
+#: Python (snake_case) field name -> kie JSON (camelCase) field name, in kie's schema order.
+WIRE_NAMES: Final[dict[str, str]] = {
+    field.name: field.metadata.get("wire", field.name) for field in dataclasses.fields(GenerateRequest)
+}
+#: The optional fields, i.e. everything a caller may pass besides ``prompt``.
+OPTIONAL_FIELDS: Final[tuple[str, ...]] = tuple(name for name in WIRE_NAMES if name != "prompt")
 
 
 def validate_fields(fields: Mapping[str, Any]) -> None:

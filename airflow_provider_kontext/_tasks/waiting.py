@@ -14,9 +14,8 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from airflow_provider_kontext._protocol.defaults import DEFAULT_CONN_ID, DEFAULT_MAX_IMAGE_BYTES
-from airflow_provider_kontext._protocol.polling import TaskWaiter, WaitResult, WaitStatus
+from airflow_provider_kontext._protocol.polling import PollSchedule, TaskWaiter, WaitResult, WaitStatus
 from airflow_provider_kontext._protocol.record import TaskStatus
-from airflow_provider_kontext._protocol.schedule import PollSchedule
 from airflow_provider_kontext._tasks.task_defaults import DEFER_TIMEOUT_BUFFER_SECONDS
 from airflow_provider_kontext.exceptions import KontextError
 from airflow_provider_kontext.results import SUCCESS_EVENT_PAYLOAD, publish

@@ -25,7 +25,12 @@ from airflow.providers.common.compat.sdk import BaseHook
 from requests.adapters import HTTPAdapter
 from urllib3.exceptions import NewConnectionError
 
-from airflow_provider_kontext._protocol.defaults import DEFAULT_CONN_ID, DEFAULT_MAX_IMAGE_BYTES
+from airflow_provider_kontext._protocol.defaults import (
+    DEFAULT_CONN_ID,
+    DEFAULT_MAX_IMAGE_BYTES,
+    DEFAULT_POLL_INTERVAL_SECONDS,
+    DEFAULT_TIMEOUT_SECONDS,
+)
 from airflow_provider_kontext._protocol.envelope import (
     BASE64_UPLOAD_MAX_BYTES,
     ApiRequest,
@@ -49,13 +54,7 @@ from airflow_provider_kontext._protocol.envelope import (
     upload_stream_request,
     upload_url_request,
 )
-from airflow_provider_kontext._protocol.polling import (
-    DEFAULT_POLL_INTERVAL_SECONDS,
-    DEFAULT_TIMEOUT_SECONDS,
-    PollSchedule,
-    TaskWaiter,
-    WaitResult,
-)
+from airflow_provider_kontext._protocol.polling import PollSchedule, TaskWaiter, WaitResult
 from airflow_provider_kontext._protocol.ratelimit import CreatePacer, CreateStats
 from airflow_provider_kontext._protocol.request import GenerateRequest, check_http_url
 from airflow_provider_kontext._protocol.retry import retry_kwargs
@@ -396,7 +395,7 @@ class KontextHook(BaseHook):
         Poll until every task is terminal or ``timeout`` seconds pass; never raises for task failures.
 
         :param poll_interval: The longest gap between two status-check rounds; the first round
-            follows :class:`~airflow_provider_kontext._protocol.schedule.PollSchedule`'s default,
+            follows :class:`~airflow_provider_kontext._protocol.polling.PollSchedule`'s default,
             which skips the rounds before any Kontext generation can be done.
         :param schedule: A complete schedule instead (e.g. ``first_delay=0`` for tasks created
             long ago); overrides ``poll_interval``.

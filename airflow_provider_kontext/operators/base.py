@@ -17,7 +17,7 @@ from airflow_provider_kontext._protocol.defaults import (
     DEFAULT_POLL_INTERVAL_SECONDS,
     DEFAULT_TIMEOUT_SECONDS,
 )
-from airflow_provider_kontext._protocol.schedule import PollSchedule
+from airflow_provider_kontext._protocol.request import check_poll_interval
 from airflow_provider_kontext._tasks.prepare import check_output_path
 from airflow_provider_kontext._tasks.task_defaults import apply_default_retry_policy
 from airflow_provider_kontext.links import KontextImageLink
@@ -88,7 +88,7 @@ class KontextSubmitOperator(BaseOperator):
         self.output_path = output_path
         self.output_file_name = output_file_name
         self.max_image_bytes = max_image_bytes
-        PollSchedule(interval=poll_interval)  # a bad interval fails at parse time, not mid-run
+        check_poll_interval(poll_interval)  # a bad interval fails at parse time, not mid-run
         if timeout <= 0:
             raise ValueError("timeout must be positive")
         check_output_path(output_path, output_file_name)

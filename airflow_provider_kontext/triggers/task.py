@@ -22,23 +22,20 @@ from typing import TYPE_CHECKING, Any, Final
 
 from airflow.triggers.base import BaseTrigger, TaskSuccessEvent, TriggerEvent
 
+from airflow_provider_kontext._protocol.defaults import DEFAULT_NOT_FOUND_GRACE_SECONDS, DEFAULT_POLL_INTERVAL_SECONDS
 from airflow_provider_kontext._protocol.polling import (
-    DEFAULT_NOT_FOUND_GRACE_SECONDS,
-    DEFAULT_POLL_INTERVAL_SECONDS,
     PollSchedule,
     TaskWaiter,
     WaitResult,
     WaitStatus,
 )
+from airflow_provider_kontext._protocol.request import check_poll_interval, check_task_ids
 from airflow_provider_kontext.exceptions import KontextError
 from airflow_provider_kontext.results import (
     END_MODES,
     END_RETURN_ALL,
     END_RETURN_FIRST,
     image_url_xcoms,
-)
-from airflow_provider_kontext.results import (
-    SUCCESS_EVENT_PAYLOAD as SUCCESS_EVENT_PAYLOAD,
 )
 
 if TYPE_CHECKING:
@@ -81,7 +78,7 @@ class KontextTaskTrigger(BaseTrigger):
     :param not_found_grace: Seconds ``recordInfo is null`` counts as "not persisted yet".
     :param first_poll_at: Wall-clock time (epoch seconds) of the first status check; ``None``
         checks at once. The operator sets it for tasks it has just created, which cannot be
-        done yet (:class:`~airflow_provider_kontext._protocol.schedule.PollSchedule`). Wall clock,
+        done yet (:class:`~airflow_provider_kontext._protocol.polling.PollSchedule`). Wall clock,
         like ``end_time``: a trigger resumed after a restart past this time checks at once.
     :param end_from_trigger: ``None`` (default): every outcome resumes the task on a worker.
         Otherwise a *successful* wait ends the task here with a ``TaskSuccessEvent`` carrying the
@@ -121,9 +118,9 @@ class KontextTaskTrigger(BaseTrigger):
         self.first_poll_at = None if first_poll_at is None else float(first_poll_at)
         self.end_from_trigger = end_from_trigger
         self.creates = None if creates is None else [dict(entry) for entry in creates]
-        # Validates ids and interval now, in the worker, rather than later in the triggerer.
-        PollSchedule(interval=self.poll_interval)
-        TaskWaiter(self.kie_task_ids, end_time=self.end_time)
+        # Checks ids and interval now, in the worker, rather than later in the triggerer.
+        check_poll_interval(self.poll_interval)
+        check_task_ids(self.kie_task_ids)
 
     def _deadline(self) -> float:
         if self.end_time is None:  # started in the triggerer: the window opens at the first run

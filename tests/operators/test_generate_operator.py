@@ -292,3 +292,19 @@ def test_sensor_failure_raises_typed_error(emulator: EmulatorServer) -> None:
     sensor = KontextTaskSensor(task_id="wait", kie_task_ids=kie_task_id, poll_interval=0.1, deferrable=False)
     with pytest.raises(exc.KontextTaskCreateFailedError):
         sensor.execute(context())
+
+
+def test_the_operator_takes_exactly_the_request_models_fields() -> None:
+    """The request model is the one list of kie's fields; the operator's signature and docs follow it."""
+    import inspect
+
+    from airflow_provider_kontext._protocol.request import OPTIONAL_FIELDS, WIRE_NAMES
+
+    parameters = inspect.signature(KontextGenerateOperator.__init__).parameters.values()
+    own = [p.name for p in parameters if p.kind is inspect.Parameter.KEYWORD_ONLY]
+    assert sorted(own) == sorted(["prompt", *OPTIONAL_FIELDS]), "the operator's own arguments are the request fields"
+    doc = KontextGenerateOperator.__doc__ or ""
+    missing = [name for name in WIRE_NAMES if f":param {name}:" not in doc]
+    assert not missing, f"undocumented request fields: {missing}"
+    fields = KontextGenerateOperator(task_id="t", prompt="p", model="flux-kontext-max")._fields()
+    assert list(fields) == list(WIRE_NAMES), "the request is built from every field, in kie's order"

@@ -6,8 +6,8 @@ import math
 
 import pytest
 
+from airflow_provider_kontext._protocol.polling import PollSchedule
 from airflow_provider_kontext._protocol.polling import PollSchedule as ReexportedSchedule
-from airflow_provider_kontext._protocol.schedule import PollSchedule
 
 
 def check_times(schedule: PollSchedule, horizon: float) -> list[float]:
