@@ -159,7 +159,7 @@ def test_a_deferred_task_resumes_to_the_same_result(emulator: EmulatorServer) ->
     # dag.test() resumes anyway, with the event's bare payload: a fresh instance (as in a new
     # process) reads the finished task again and returns the same result.
     resumed = single("never called on resume", deferrable=True)
-    result = getattr(resumed, deferred.value.method_name)({"ti": ctx["ti"]}, event=event.payload)
+    result = getattr(resumed, deferred.value.method_name)(task_context(ctx["ti"]), event=event.payload)
     assert {k: v for k, v in result.items() if k != "create_stats"} == {
         k: v for k, v in ended.items() if k != "create_stats"
     }
