@@ -20,24 +20,10 @@ import urllib.request
 from typing import Any
 
 from benchmarks.common import API_KEY, Figure, bench_main, emulator_process
+from reliability.fake_airflow import FakeTaskInstance, task_context
 
 LIMIT = 20  # kie's documented default, on both sides
 WINDOW = 10.0
-
-
-class _TaskInstance:
-    """The slice of a task instance the batch operator uses when it only submits."""
-
-    dag_id = "bench"
-    run_id = "bench_run"
-    task_id = "batch"
-    map_index = -1
-
-    def __init__(self) -> None:
-        self.pushed: list[Any] = []
-
-    def xcom_push(self, key: str, value: Any) -> None:
-        self.pushed.append(value)
 
 
 def _get(url: str) -> Any:
@@ -63,7 +49,7 @@ def run(quick: bool) -> list[Figure]:
             max_creates_per_window=LIMIT,
             rate_window_seconds=WINDOW,
         )
-        ids = operator.execute({"ti": _TaskInstance()})  # type: ignore[typeddict-item]
+        ids = operator.execute(task_context(FakeTaskInstance(dag_id="bench", run_id="bench_run", task_id="batch")))
         stats = _get(f"{base_url}/_emulator/stats")
         created_at = sorted(float(_get(f"{base_url}/_emulator/tasks/{task_id}")["createdAt"]) for task_id in ids)
     span = created_at[-1] - created_at[0]

@@ -31,6 +31,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from benchmarks.common import API_KEY, Figure, bench_main, emulator_process
+from reliability.fake_airflow import FakeTaskInstance, task_context
 
 LIMIT = 20
 
@@ -66,18 +67,6 @@ def _get(url: str) -> Any:
         return json.loads(response.read())
 
 
-class _TaskInstance:
-    dag_id = "bench"
-    run_id = "bench_run"
-    map_index = -1
-
-    def __init__(self, task_id: str) -> None:
-        self.task_id = task_id
-
-    def xcom_push(self, key: str, value: Any) -> None:
-        pass
-
-
 def _task(name: str, images: int, window: float, start: Any, out: Any) -> None:
     """One task instance in a forked process, as on a worker: Airflow and the provider already imported."""
     from airflow_provider_kontext.operators.batch import KontextBatchGenerateOperator
@@ -96,7 +85,7 @@ def _task(name: str, images: int, window: float, start: Any, out: Any) -> None:
         )
     start.wait()
     try:
-        ids = operator.execute({"ti": _TaskInstance(name)})
+        ids = operator.execute(task_context(FakeTaskInstance(dag_id="bench", run_id="bench_run", task_id=name)))
         out.put({"ok": True, "ids": ids if isinstance(ids, list) else [ids]})
     except Exception as err:
         out.put({"ok": False, "ids": [], "error": f"{type(err).__name__}: {err}"[:300]})

@@ -7,7 +7,7 @@ What runs is the real batch path over real loopback HTTP: the operator's ``execu
 "worker" (validation, paced creates, the state-store ledger, one status check), the real
 ``KontextTaskTrigger`` on an asyncio loop (the triggerer), and ``execute_complete`` on a fresh
 operator instance with the deferral's resume kwargs (the resumed worker); ``--mode sync``
-waits on the worker instead. Only the task-instance context is stood in for.
+waits on the worker instead. Only the task-instance context is stood in for (:mod:`reliability.fake_airflow`).
 
 Times are kie's, compressed by ``time_scale`` on *both* sides so their ratios stay realistic:
 generation times (drawn around kie's reported 10-50 s), the 20-per-10 s create limit (the
@@ -32,12 +32,12 @@ import tempfile
 import time
 from collections import Counter
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any, Final, cast
+from typing import TYPE_CHECKING, Any, Final
+
+from reliability.fake_airflow import DictStateStore, FakeTaskInstance, task_context
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
-
-    from airflow.providers.common.compat.sdk import Context
 
     from airflow_provider_kontext.emulator import EmulatorServer
     from airflow_provider_kontext.emulator.chaos import AppliedFault
@@ -228,34 +228,6 @@ def build_requests(config: SoakConfig) -> tuple[list[dict[str, Any]], list[str |
     return requests, marker_errors
 
 
-class _SoakTaskInstance:
-    """The only stand-in: what the operators read from ``context["ti"]``."""
-
-    dag_id = "kontext_soak"
-    run_id = "soak__1"
-    task_id = "batch"
-    map_index = -1
-
-    def __init__(self) -> None:
-        self.xcom: dict[str, Any] = {}
-
-    def xcom_push(self, key: str, value: Any) -> None:
-        self.xcom[key] = value
-
-
-class _StateStore:
-    """An in-memory task state store, so the ledger runs as on Airflow 3.3."""
-
-    def __init__(self) -> None:
-        self.values: dict[str, Any] = {}
-
-    def get(self, key: str) -> Any:
-        return self.values.get(key)
-
-    def set(self, key: str, value: Any) -> None:
-        self.values[key] = json.loads(json.dumps(value))
-
-
 def _connection(base_url: str, config: SoakConfig) -> str:
     scale = config.time_scale
     return json.dumps(
@@ -296,7 +268,9 @@ def _run_batch(config: SoakConfig, requests: list[dict[str, Any]]) -> list[dict[
         )
 
     # The one stand-in: a task instance and a state store, not a whole running Airflow task.
-    context = cast("Context", {"ti": _SoakTaskInstance(), "task_state_store": _StateStore()})
+    context = task_context(
+        FakeTaskInstance(dag_id="kontext_soak", run_id="soak__1", task_id="batch"), state_store=DictStateStore()
+    )
     try:
         results: list[dict[str, Any]] = operator().execute(context)
         return results

@@ -67,19 +67,14 @@ def traced_path() -> list[tuple[list[str], set[str]]]:
 
     from airflow_provider_kontext.emulator import EmulatorConfig, EmulatorServer
     from airflow_provider_kontext.operators.generate import KontextGenerateOperator
-
-    class TaskInstance:
-        dag_id, run_id, task_id, map_index = "surface", "run", "generate", -1
-
-        def xcom_push(self, key: str, value: object) -> None:
-            pass
+    from reliability.fake_airflow import FakeTaskInstance, task_context
 
     with EmulatorServer(EmulatorConfig(api_key="surface-key", generation_seconds=0.3)) as emulator:
         os.environ["AIRFLOW_CONN_KONTEXT_DEFAULT"] = json.dumps(
             {"conn_type": "kontext", "host": emulator.base_url, "password": "surface-key",
              "extra": {"upload_base_url": emulator.base_url}}
         )  # fmt: skip
-        context = {"ti": TaskInstance()}
+        context = task_context(FakeTaskInstance(dag_id="surface", run_id="run", task_id="generate"))
 
         def operator() -> KontextGenerateOperator:
             # With a downstream task, so the wait resumes on the worker (execute_complete) rather

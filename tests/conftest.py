@@ -96,16 +96,3 @@ def airflow_db() -> str:
 
 def requests_to(emulator: EmulatorServer, endpoint: str) -> int:
     return int(emulator.stats()["requests"].get(endpoint, 0))
-
-
-class DictStateStore:
-    """The task state store's get/set contract (Airflow 3.3), held in memory across two tries."""
-
-    def __init__(self) -> None:
-        self.data: dict[str, Any] = {}
-
-    def get(self, key: str, default: Any = None) -> Any:
-        return self.data.get(key, default)
-
-    def set(self, key: str, value: Any, *, retention: Any = None) -> None:
-        self.data[key] = value

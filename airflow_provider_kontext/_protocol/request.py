@@ -31,7 +31,6 @@ MAX_SAFETY_TOLERANCE_GENERATE: Final = 6
 MAX_SAFETY_TOLERANCE_EDIT: Final = 2
 
 
-
 def check_task_id(task_id: Any) -> str:
     """kie task ids are opaque strings; refuse anything else before it reaches a URL."""
     if not isinstance(task_id, str) or not task_id.strip():
@@ -54,11 +53,6 @@ def check_poll_interval(seconds: Any) -> float:
     return float(seconds)
 
 
-def _wire(name: str) -> Any:
-    """An optional generate field, unset by default, sent to kie as ``name``."""
-    return dataclasses.field(default=None, metadata={"wire": name})
-
-
 @dataclass(frozen=True)
 class GenerateRequest:
     """
@@ -70,16 +64,16 @@ class GenerateRequest:
 
     # The one list of kie's generate fields, in its schema order, each with its JSON name.
     prompt: str
-    enable_translation: bool | None = _wire("enableTranslation")
-    upload_cn: bool | None = _wire("uploadCn")
-    input_image: str | None = _wire("inputImage")
-    aspect_ratio: AspectRatio | None = _wire("aspectRatio")
-    output_format: OutputFormat | None = _wire("outputFormat")
-    prompt_upsampling: bool | None = _wire("promptUpsampling")
-    model: Model | None = _wire("model")
-    callback_url: str | None = _wire("callBackUrl")
-    safety_tolerance: int | None = _wire("safetyTolerance")
-    watermark: str | None = _wire("watermark")
+    enable_translation: bool | None = dataclasses.field(default=None, metadata={"wire": "enableTranslation"})
+    upload_cn: bool | None = dataclasses.field(default=None, metadata={"wire": "uploadCn"})
+    input_image: str | None = dataclasses.field(default=None, metadata={"wire": "inputImage"})
+    aspect_ratio: AspectRatio | None = dataclasses.field(default=None, metadata={"wire": "aspectRatio"})
+    output_format: OutputFormat | None = dataclasses.field(default=None, metadata={"wire": "outputFormat"})
+    prompt_upsampling: bool | None = dataclasses.field(default=None, metadata={"wire": "promptUpsampling"})
+    model: Model | None = dataclasses.field(default=None, metadata={"wire": "model"})
+    callback_url: str | None = dataclasses.field(default=None, metadata={"wire": "callBackUrl"})
+    safety_tolerance: int | None = dataclasses.field(default=None, metadata={"wire": "safetyTolerance"})
+    watermark: str | None = dataclasses.field(default=None, metadata={"wire": "watermark"})
 
     def __post_init__(self) -> None:
         validate_fields(dataclasses.asdict(self))
@@ -107,7 +101,7 @@ class GenerateRequest:
 
 #: Python (snake_case) field name -> kie JSON (camelCase) field name, in kie's schema order.
 WIRE_NAMES: Final[dict[str, str]] = {
-    field.name: field.metadata.get("wire", field.name) for field in dataclasses.fields(GenerateRequest)
+    spec.name: spec.metadata.get("wire", spec.name) for spec in dataclasses.fields(GenerateRequest)
 }
 #: The optional fields, i.e. everything a caller may pass besides ``prompt``.
 OPTIONAL_FIELDS: Final[tuple[str, ...]] = tuple(name for name in WIRE_NAMES if name != "prompt")

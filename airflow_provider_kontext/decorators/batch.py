@@ -9,29 +9,24 @@ creates, one trigger, results in request order.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
-from airflow.providers.common.compat.sdk import (
-    SET_DURING_EXECUTION,
-    DecoratedOperator,
-    context_merge,
-    determine_kwargs,
-    task_decorator_factory,
-)
+from airflow.providers.common.compat.sdk import task_decorator_factory
 
 from airflow_provider_kontext._tasks.prepare import returned_fields
+from airflow_provider_kontext.decorators._base import KontextDecoratedBase
 from airflow_provider_kontext.exceptions import KontextValidationError
 from airflow_provider_kontext.operators.batch import KontextBatchGenerateOperator
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Collection, Mapping, Sequence
+    from collections.abc import Callable
 
     from airflow.providers.common.compat.sdk import Context, TaskDecorator
 
 __all__ = ["kontext_batch_task"]
 
 
-class _KontextBatchDecoratedOperator(DecoratedOperator, KontextBatchGenerateOperator):
+class _KontextBatchDecoratedOperator(KontextDecoratedBase, KontextBatchGenerateOperator):
     """
     Calls the decorated function for the requests, then runs :class:`KontextBatchGenerateOperator`.
 
@@ -43,34 +38,11 @@ class _KontextBatchDecoratedOperator(DecoratedOperator, KontextBatchGenerateOper
     :param op_kwargs: Keyword arguments for the function.
     """
 
-    template_fields: Sequence[str] = tuple(
-        field
-        for field in (*DecoratedOperator.template_fields, *KontextBatchGenerateOperator.template_fields)
-        if field != "requests"
-    )
-    template_fields_renderers: ClassVar[dict[str, str]] = {**DecoratedOperator.template_fields_renderers}
+    returned_field = "requests"
     custom_operator_name: str = "@task.kontext_batch"
 
-    def __init__(
-        self,
-        *,
-        python_callable: Callable[..., Any],
-        op_args: Collection[Any] | None = None,
-        op_kwargs: Mapping[str, Any] | None = None,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(
-            python_callable=python_callable,
-            op_args=op_args,
-            op_kwargs=op_kwargs,
-            requests=SET_DURING_EXECUTION,
-            **kwargs,
-        )
-
     def execute(self, context: Context) -> Any:
-        context_merge(context, self.op_kwargs)
-        kwargs = determine_kwargs(self.python_callable, self.op_args, context)
-        returned = self.python_callable(*self.op_args, **kwargs)
+        returned = self.call_function(context)
         if isinstance(returned, (str, bytes)) or not isinstance(returned, (list, tuple)):
             raise KontextValidationError(
                 f"{self.custom_operator_name}: requests must be a list of prompts or request dicts, "

@@ -10,22 +10,17 @@ and XComs, same re-attach on retries.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
-from airflow.providers.common.compat.sdk import (
-    SET_DURING_EXECUTION,
-    DecoratedOperator,
-    context_merge,
-    determine_kwargs,
-    task_decorator_factory,
-)
+from airflow.providers.common.compat.sdk import task_decorator_factory
 
 from airflow_provider_kontext._protocol.request import OPTIONAL_FIELDS
 from airflow_provider_kontext._tasks.prepare import returned_fields, validate_item
+from airflow_provider_kontext.decorators._base import KontextDecoratedBase
 from airflow_provider_kontext.operators.generate import KontextGenerateOperator
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Collection, Mapping, Sequence
+    from collections.abc import Callable
 
     from airflow.providers.common.compat.sdk import Context, TaskDecorator
 
@@ -35,7 +30,7 @@ __all__ = ["kontext_task"]
 _PROMPT_STAND_IN = "prompt returned by the decorated function"
 
 
-class _KontextDecoratedOperator(DecoratedOperator, KontextGenerateOperator):
+class _KontextDecoratedOperator(KontextDecoratedBase, KontextGenerateOperator):
     """
     Calls the decorated function for the request, then runs :class:`KontextGenerateOperator`.
 
@@ -50,37 +45,14 @@ class _KontextDecoratedOperator(DecoratedOperator, KontextGenerateOperator):
     :param op_kwargs: Keyword arguments for the function.
     """
 
-    template_fields: Sequence[str] = tuple(
-        field
-        for field in (*DecoratedOperator.template_fields, *KontextGenerateOperator.template_fields)
-        if field != "prompt"
-    )
-    template_fields_renderers: ClassVar[dict[str, str]] = {**DecoratedOperator.template_fields_renderers}
+    returned_field = "prompt"
     custom_operator_name: str = "@task.kontext"
-
-    def __init__(
-        self,
-        *,
-        python_callable: Callable[..., Any],
-        op_args: Collection[Any] | None = None,
-        op_kwargs: Mapping[str, Any] | None = None,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(
-            python_callable=python_callable,
-            op_args=op_args,
-            op_kwargs=op_kwargs,
-            prompt=SET_DURING_EXECUTION,
-            **kwargs,
-        )
 
     def _fields_for_static_check(self) -> dict[str, Any]:
         return {**super()._fields_for_static_check(), "prompt": _PROMPT_STAND_IN}
 
     def execute(self, context: Context) -> Any:
-        context_merge(context, self.op_kwargs)
-        kwargs = determine_kwargs(self.python_callable, self.op_args, context)
-        returned = returned_fields(self.python_callable(*self.op_args, **kwargs), decorator=self.custom_operator_name)
+        returned = returned_fields(self.call_function(context), decorator=self.custom_operator_name)
         fields = {**{name: getattr(self, name) for name in OPTIONAL_FIELDS}, **returned}
         validate_item(fields)  # unknown names and bad values, named, before anything is set or sent
         for name, value in fields.items():

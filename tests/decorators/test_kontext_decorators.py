@@ -21,8 +21,8 @@ from airflow_provider_kontext.decorators.generate import kontext_task
 from airflow_provider_kontext.emulator import EmulatorServer
 from airflow_provider_kontext.operators.generate import KontextGenerateOperator
 from airflow_provider_kontext.retry_policy import KontextRetryPolicy
+from reliability.fake_airflow import task_context
 from tests.conftest import requests_to
-from tests.operators.test_generate_operator import context
 
 
 def single(returns: Any, **decorator_kwargs: Any) -> Any:
@@ -76,7 +76,7 @@ def test_a_returned_value_that_is_not_a_valid_request_fails_before_any_create(
 ) -> None:
     op = single(returns)
     with pytest.raises(exc.KontextValidationError) as raised:
-        op.execute(context())
+        op.execute(task_context())
     assert raised.value.field == field
     assert sum(emulator.stats()["requests"].values()) == 0
 
@@ -97,7 +97,7 @@ def test_a_returned_batch_that_is_not_valid_fails_before_any_create(
 ) -> None:
     op = batch(returns)
     with pytest.raises(exc.KontextValidationError) as raised:
-        op.execute(context())
+        op.execute(task_context())
     assert raised.value.field == field
     assert sum(emulator.stats()["requests"].values()) == 0
 
@@ -109,11 +109,11 @@ def test_static_decorator_arguments_are_validated_when_the_dag_is_parsed() -> No
 
 
 def test_the_result_is_the_operators(emulator: EmulatorServer) -> None:
-    decorated_context = context()
+    decorated_context = task_context()
     decorated = single(lambda product: f"studio photo of a {product}", aspect_ratio="1:1", deferrable=False).execute(
         decorated_context
     )
-    plain_context = context()
+    plain_context = task_context()
     plain = KontextGenerateOperator(
         task_id="generate", prompt="studio photo of a mug", aspect_ratio="1:1", poll_interval=0.1
     ).execute(plain_context)
@@ -132,19 +132,19 @@ def test_the_result_is_the_operators(emulator: EmulatorServer) -> None:
 
 def test_a_returned_dict_overrides_the_decorators_request_fields(emulator: EmulatorServer) -> None:
     op = single({"prompt": "a lamp", "aspect_ratio": "9:16"}, aspect_ratio="1:1", model="flux-kontext-max")
-    result = op.execute(context())
+    result = op.execute(task_context())
     assert (result["prompt"], result["aspect_ratio"], result["model"]) == ("a lamp", "9:16", "flux-kontext-max")
 
 
 def test_the_returned_prompt_is_sent_as_is_not_rendered(emulator: EmulatorServer) -> None:
     # Computed in Python, perhaps from data: Jinja in it must not render (nor reach var/conn).
-    result = single("a sign reading {{ var.value.secret }}").execute(context())
+    result = single("a sign reading {{ var.value.secret }}").execute(task_context())
     assert result["prompt"] == "a sign reading {{ var.value.secret }}"
 
 
 def test_a_deferred_task_resumes_to_the_same_result(emulator: EmulatorServer) -> None:
     op = single("a kettle", deferrable=True)
-    ctx = context()
+    ctx = task_context()
     with pytest.raises(TaskDeferred) as deferred:
         op.execute(ctx)
     assert requests_to(emulator, "generate") == 1
@@ -159,7 +159,7 @@ def test_a_deferred_task_resumes_to_the_same_result(emulator: EmulatorServer) ->
     # dag.test() resumes anyway, with the event's bare payload: a fresh instance (as in a new
     # process) reads the finished task again and returns the same result.
     resumed = single("never called on resume", deferrable=True)
-    result = getattr(resumed, deferred.value.method_name)({"ti": ctx["ti"]}, event=event.payload)
+    result = getattr(resumed, deferred.value.method_name)(task_context(ctx["ti"]), event=event.payload)
     assert {k: v for k, v in result.items() if k != "create_stats"} == {
         k: v for k, v in ended.items() if k != "create_stats"
     }
@@ -173,6 +173,6 @@ async def _first_event(trigger: Any) -> Any:
 
 
 def test_a_batch_takes_prompts_and_request_dicts(emulator: EmulatorServer) -> None:
-    results = batch(["a mug", {"prompt": "a lamp", "aspect_ratio": "9:16"}]).execute(context())
+    results = batch(["a mug", {"prompt": "a lamp", "aspect_ratio": "9:16"}]).execute(task_context())
     assert [(r["prompt"], r["aspect_ratio"]) for r in results] == [("a mug", None), ("a lamp", "9:16")]
     assert requests_to(emulator, "generate") == 2

@@ -20,8 +20,8 @@ from airflow_provider_kontext import exceptions as exc
 from airflow_provider_kontext.emulator import EmulatorServer
 from airflow_provider_kontext.operators.batch import KontextBatchGenerateOperator
 from airflow_provider_kontext.operators.generate import KontextGenerateOperator
+from reliability.fake_airflow import task_context
 from tests.conftest import CONN_ENV, connection_json
-from tests.operators.test_generate_operator import context
 
 WINDOW = 1.0  # kie's 10 s, compressed
 LIMIT = 20
@@ -36,7 +36,7 @@ def _task_process(job: dict[str, Any], start: Any, results: Any) -> None:
     else:
         kwargs.pop("rate_window_seconds")
         operator = KontextGenerateOperator(task_id=job["name"], prompt=job["prompt"], **kwargs)
-    ctx = context()
+    ctx = task_context()
     start.wait()
     started = time.time()
     try:
@@ -181,7 +181,7 @@ def test_a_batch_alone_with_injected_429_and_455_never_trips_the_real_limit(acco
 def test_the_deadline_ends_a_rate_limited_wait_with_what_was_created(emulator: EmulatorServer) -> None:
     # Three creates per minute: the fourth cannot go before the task's 2-s timeout.
     emulator.configure(rate_limit_creates=3, rate_limit_window_seconds=60.0)
-    ctx = context()
+    ctx = task_context()
     operator = KontextBatchGenerateOperator(
         task_id="batch",
         requests=[{"prompt": f"image {i}"} for i in range(5)],
@@ -205,7 +205,7 @@ def test_the_deadline_ends_a_rate_limited_wait_with_what_was_created(emulator: E
 
 def test_results_say_what_creating_cost(emulator: EmulatorServer) -> None:
     emulator.inject_fault("generate", "http", count=2, status=429, retry_after=0)  # Retry-After honoured
-    ctx = context()
+    ctx = task_context()
     result = KontextGenerateOperator(task_id="generate", prompt="a red kite", poll_interval=0.1).execute(ctx)
     assert result["status"] == "SUCCESS"
     assert result["create_stats"]["attempts"] == 3

@@ -13,8 +13,8 @@ from airflow_provider_kontext import exceptions as exc
 from airflow_provider_kontext.emulator import EmulatorServer
 from airflow_provider_kontext.operators.batch import KontextBatchGenerateOperator
 from airflow_provider_kontext.operators.generate import KontextGenerateOperator
-from tests.conftest import DictStateStore, requests_to
-from tests.operators.test_generate_operator import context
+from reliability.fake_airflow import DictStateStore, task_context
+from tests.conftest import requests_to
 
 
 def batch(requests: list[dict[str, Any]], **kwargs: Any) -> KontextBatchGenerateOperator:
@@ -42,7 +42,7 @@ def test_every_item_is_validated_before_anything_is_sent(
     op = batch([{"prompt": "{{ params.p }}"}])
     op.requests = requests  # as rendered
     with pytest.raises(exc.KontextValidationError) as raised:
-        op.execute(context())
+        op.execute(task_context())
     assert raised.value.field == field
     assert sum(emulator.stats()["requests"].values()) == 0
 
@@ -55,15 +55,15 @@ def test_static_batches_are_validated_at_parse_time() -> None:
 def test_min_credits_refuses_before_any_spend(emulator: EmulatorServer) -> None:
     emulator.configure(credits=12)
     with pytest.raises(exc.KontextInsufficientCreditsError, match="nothing was submitted"):
-        batch(prompts(3), min_credits=50).execute(context())
+        batch(prompts(3), min_credits=50).execute(task_context())
     assert requests_to(emulator, "generate") == 0
     with pytest.raises(exc.KontextInsufficientCreditsError):
-        KontextGenerateOperator(task_id="one", prompt="x", min_credits=50).execute(context())
+        KontextGenerateOperator(task_id="one", prompt="x", min_credits=50).execute(task_context())
     assert requests_to(emulator, "generate") == 0
 
 
 def test_deferred_batch_waits_on_one_trigger_and_returns_input_order(emulator: EmulatorServer) -> None:
-    ctx = context()
+    ctx = task_context()
     op = batch(prompts(6), deferrable=True, min_credits=1)
     with pytest.raises(TaskDeferred) as deferred:
         op.execute(ctx)
@@ -88,12 +88,12 @@ def test_deferred_batch_waits_on_one_trigger_and_returns_input_order(emulator: E
 def test_partial_failure_fails_by_default(emulator: EmulatorServer) -> None:
     requests = [*prompts(2), {"prompt": "bad [emulator:content_policy]"}]
     with pytest.raises(exc.KontextContentPolicyError, match="1 of 3"):
-        batch(requests, deferrable=False).execute(context())
+        batch(requests, deferrable=False).execute(task_context())
 
 
 def test_partial_failure_can_return_per_item_status(emulator: EmulatorServer) -> None:
     requests = [{"prompt": "bad [emulator:generate_failed]"}, *prompts(2)]
-    ctx = context()
+    ctx = task_context()
     results = batch(requests, deferrable=False, fail_on_any_failure=False).execute(ctx)
     assert [r["status"] for r in results] == ["GENERATE_FAILED", "SUCCESS", "SUCCESS"]
     assert results[0]["error_code"] == 501
@@ -101,14 +101,14 @@ def test_partial_failure_can_return_per_item_status(emulator: EmulatorServer) ->
 
 
 def test_no_wait_returns_ids(emulator: EmulatorServer) -> None:
-    ids = batch(prompts(3), wait_for_completion=False).execute(context())
+    ids = batch(prompts(3), wait_for_completion=False).execute(task_context())
     assert len(ids) == 3
     assert requests_to(emulator, "record-info") == 0
 
 
 def test_a_failed_create_stops_the_batch_and_names_what_was_created(emulator: EmulatorServer) -> None:
     emulator.configure(credits=10)  # two pro images
-    ctx = context()
+    ctx = task_context()
     with pytest.raises(exc.KontextInsufficientCreditsError, match="2 task") as raised:
         batch(prompts(4)).execute(ctx)
     pushed = ctx["ti"].xcom["kie_task_ids"]
@@ -121,7 +121,7 @@ def test_a_failed_create_stops_the_batch_and_names_what_was_created(emulator: Em
 def test_a_batch_of_100_keeps_to_the_rate_limit(emulator: EmulatorServer) -> None:
     # kie's 20 creates per 10 s, compressed in time: 20 per 1 s on both sides.
     emulator.configure(rate_limit_creates=20, rate_limit_window_seconds=1.0)
-    ctx = context()
+    ctx = task_context()
     started = time.monotonic()
     ids = batch(prompts(100), wait_for_completion=False, rate_window_seconds=1.0).execute(ctx)
     elapsed = time.monotonic() - started
@@ -136,13 +136,13 @@ def test_a_batch_of_100_keeps_to_the_rate_limit(emulator: EmulatorServer) -> Non
 def test_a_retry_recreates_only_the_failed_items(emulator: EmulatorServer) -> None:
     store = DictStateStore()
     requests = [*prompts(3), {"prompt": "bad [emulator:generate_failed]"}]
-    first = {**context(), "task_state_store": store}
+    first = task_context(state_store=store)
     with pytest.raises(exc.KontextGenerationFailedError):
         batch(requests, deferrable=False).execute(first)
     first_ids = first["ti"].xcom["kie_task_ids"]
     assert emulator.stats()["creates_accepted"] == 4
 
-    second = {**context(), "task_state_store": store}
+    second = task_context(state_store=store)
     with pytest.raises(exc.KontextGenerationFailedError):
         batch(requests, deferrable=False).execute(second)
     second_ids = second["ti"].xcom["kie_task_ids"]
@@ -153,9 +153,9 @@ def test_a_retry_recreates_only_the_failed_items(emulator: EmulatorServer) -> No
 
 def test_a_changed_request_is_not_mistaken_for_the_old_one(emulator: EmulatorServer) -> None:
     store = DictStateStore()
-    batch(prompts(2), deferrable=False).execute({**context(), "task_state_store": store})
+    batch(prompts(2), deferrable=False).execute(task_context(state_store=store))
     changed = [{"prompt": "image 0", "aspect_ratio": "1:1"}, {"prompt": "a new prompt"}]
-    batch(changed, deferrable=False).execute({**context(), "task_state_store": store})
+    batch(changed, deferrable=False).execute(task_context(state_store=store))
     assert emulator.stats()["creates_accepted"] == 3
 
 
@@ -164,7 +164,7 @@ def test_per_item_mode_goes_on_after_a_failed_create_and_keeps_input_order(emula
     emulator.inject_fault("generate", "slow", count=1, delay=0)  # request 1 passes, just delayed
     emulator.inject_fault("generate", "code", count=1, code=402)  # request 2 is refused
     emulator.inject_fault("generate", "drop_after_accept", count=1)  # request 3 is created, answer lost
-    ctx = context()
+    ctx = task_context()
     op = batch(prompts(5), deferrable=True, fail_on_any_failure=False)
     with pytest.raises(TaskDeferred) as deferred:
         op.execute(ctx)
@@ -195,13 +195,13 @@ def test_per_item_mode_goes_on_after_a_failed_create_and_keeps_input_order(emula
 def test_per_item_mode_still_stops_on_a_bad_key(emulator: EmulatorServer) -> None:
     emulator.inject_fault("generate", "code", count=1, code=401)
     with pytest.raises(exc.KontextAuthError):
-        batch(prompts(3), deferrable=False, fail_on_any_failure=False).execute(context())
+        batch(prompts(3), deferrable=False, fail_on_any_failure=False).execute(task_context())
     assert requests_to(emulator, "generate") == 1
 
 
 def test_per_item_mode_with_every_create_failing_reports_every_item(emulator: EmulatorServer) -> None:
     emulator.inject_fault("generate", "code", count=2, code=402)
-    results = batch(prompts(2), deferrable=False, fail_on_any_failure=False).execute(context())
+    results = batch(prompts(2), deferrable=False, fail_on_any_failure=False).execute(task_context())
     assert [r["status"] for r in results] == ["NOT_CREATED", "NOT_CREATED"]
     assert requests_to(emulator, "record-info") == 0
 

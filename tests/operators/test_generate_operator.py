@@ -1,4 +1,4 @@
-"""KontextGenerateOperator and KontextTaskSensor: deferral, events, typed errors, validation timing.
+"""KontextGenerateOperator: deferral, events, typed errors, validation timing.
 
 The task-instance context is the one thing faked here (a real one needs a running task); the
 API on the other side is the emulator over real HTTP.
@@ -11,41 +11,16 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from airflow.sdk.exceptions import AirflowSensorTimeout, TaskDeferred
+from airflow.sdk.exceptions import TaskDeferred
 
 from airflow_provider_kontext import exceptions as exc
 from airflow_provider_kontext._protocol.polling import TaskWaiter
 from airflow_provider_kontext._protocol.record import TaskRecord, TaskStatus
 from airflow_provider_kontext.emulator import EmulatorServer
-from airflow_provider_kontext.hooks.kontext import KontextHook
 from airflow_provider_kontext.operators.generate import KontextGenerateOperator
-from airflow_provider_kontext.sensors.task import KontextTaskSensor
 from airflow_provider_kontext.triggers.task import KontextTaskTrigger
-from tests.conftest import DictStateStore, requests_to
-
-
-class FakeTI:
-    dag_id = "kontext_dag"
-    run_id = "manual__2026-11-21T10:00:00+00:00"
-    task_id = "generate"
-    map_index = -1
-
-    def __init__(self) -> None:
-        self.xcom: dict[str, Any] = {}
-
-    def xcom_push(self, key: str, value: Any) -> None:
-        self.xcom[key] = value
-
-    def xcom_pull(self, task_ids: str, key: str = "return_value", map_indexes: int | None = None) -> Any:
-        assert (task_ids, map_indexes) == (self.task_id, self.map_index), "only this task instance's own XComs"
-        return self.xcom.get(key)
-
-    def get_first_reschedule_date(self, context: Any) -> None:
-        return None
-
-
-def context() -> dict[str, Any]:
-    return {"ti": FakeTI()}
+from reliability.fake_airflow import DictStateStore, task_context
+from tests.conftest import requests_to
 
 
 def operator(**kwargs: Any) -> KontextGenerateOperator:
@@ -116,7 +91,7 @@ def test_rendered_invalid_prompt_sends_nothing(emulator: EmulatorServer) -> None
     op = operator(prompt="{{ params.p }}")
     op.prompt = ""
     with pytest.raises(exc.KontextValidationError):
-        op.execute(context())
+        op.execute(task_context())
     assert sum(emulator.stats()["requests"].values()) == 0
 
 
@@ -125,7 +100,7 @@ def test_rendered_invalid_prompt_sends_nothing(emulator: EmulatorServer) -> None
 
 def test_deferrable_pushes_id_then_defers_with_buffered_timeout(emulator: EmulatorServer) -> None:
     op = operator(deferrable=True, timeout=600, poll_interval=5)
-    ctx = context()
+    ctx = task_context()
     before = time.time()
     with pytest.raises(TaskDeferred) as deferred:
         op.execute(ctx)
@@ -144,7 +119,7 @@ def test_deferrable_pushes_id_then_defers_with_buffered_timeout(emulator: Emulat
 def test_execution_timeout_shortens_the_wait(emulator: EmulatorServer) -> None:
     op = operator(deferrable=True, timeout=600, execution_timeout=timedelta(seconds=120))
     with pytest.raises(TaskDeferred) as deferred:
-        op.execute(context())
+        op.execute(task_context())
     assert deferred.value.trigger.end_time <= time.time() + 120
 
 
@@ -153,7 +128,7 @@ def test_a_fresh_task_defers_at_once_and_the_trigger_skips_the_quiet_start(emula
     # held only for the create), and the trigger's first check follows PollSchedule.
     before = time.time()
     with pytest.raises(TaskDeferred) as deferred:
-        operator(deferrable=True, poll_interval=2).execute(context())
+        operator(deferrable=True, poll_interval=2).execute(task_context())
     assert requests_to(emulator, "record-info") == 0
     first_poll_at = deferred.value.trigger.first_poll_at
     assert first_poll_at is not None
@@ -165,8 +140,8 @@ def test_a_reattached_terminal_task_finishes_without_deferring(emulator: Emulato
     emulator.configure(generation_seconds=0, record_info_null_seconds=0)
     store = DictStateStore()
     with pytest.raises(TaskDeferred):
-        operator(deferrable=True).execute({**context(), "task_state_store": store})
-    ctx = {**context(), "task_state_store": store}
+        operator(deferrable=True).execute(task_context(state_store=store))
+    ctx = task_context(state_store=store)
     result = operator(deferrable=True).execute(ctx)
     assert result["status"] == "SUCCESS"
     assert ctx["ti"].xcom["result_image_url"] == result["result_image_url"]
@@ -175,7 +150,7 @@ def test_a_reattached_terminal_task_finishes_without_deferring(emulator: Emulato
 
 
 def test_blocking_mode_waits_on_the_worker(emulator: EmulatorServer) -> None:
-    ctx = context()
+    ctx = task_context()
     result = operator(deferrable=False, aspect_ratio="9:16").execute(ctx)
     assert result["kie_task_id"] == ctx["ti"].xcom["kie_task_id"]
     assert result["aspect_ratio"] == "9:16"
@@ -183,7 +158,7 @@ def test_blocking_mode_waits_on_the_worker(emulator: EmulatorServer) -> None:
 
 
 def test_no_wait_returns_the_task_id(emulator: EmulatorServer) -> None:
-    ctx = context()
+    ctx = task_context()
     kie_task_id = operator(wait_for_completion=False, deferrable=True).execute(ctx)
     assert kie_task_id == ctx["ti"].xcom["kie_task_id"]
     assert requests_to(emulator, "record-info") == 0
@@ -196,7 +171,7 @@ def test_no_wait_returns_the_task_id(emulator: EmulatorServer) -> None:
 def test_blocking_failures_raise_typed_errors_with_task_id(
     emulator: EmulatorServer, marker: str, error: type[Exception]
 ) -> None:
-    ctx = context()
+    ctx = task_context()
     with pytest.raises(error) as raised:
         operator(prompt=f"x [emulator:{marker}]", deferrable=False).execute(ctx)
     assert ctx["ti"].xcom["kie_task_id"] in str(raised.value)
@@ -204,14 +179,14 @@ def test_blocking_failures_raise_typed_errors_with_task_id(
 
 def test_blocking_timeout(emulator: EmulatorServer) -> None:
     with pytest.raises(exc.KontextTimeoutError):
-        operator(prompt="x [emulator:slow=30]", deferrable=False, timeout=0.5).execute(context())
+        operator(prompt="x [emulator:slow=30]", deferrable=False, timeout=0.5).execute(task_context())
 
 
 # ------------------------------------------------------------------ execute_complete
 
 
 def test_execute_complete_success() -> None:
-    ctx = context()
+    ctx = task_context()
     result = operator().execute_complete(ctx, success_event("t1"))
     assert result["kie_task_id"] == "t1"
     assert ctx["ti"].xcom["result_image_url"] == "https://r.test/i.png"
@@ -248,50 +223,7 @@ def test_execute_complete_success() -> None:
 )
 def test_execute_complete_raises_for_each_status(event: Any, error: type[Exception]) -> None:
     with pytest.raises(error):
-        operator().execute_complete(context(), event)
-
-
-# ------------------------------------------------------------------ sensor
-
-
-def test_sensor_poke_mode_returns_results_in_order(emulator: EmulatorServer) -> None:
-    hook = KontextHook()
-    ids = [hook.create_task("one"), hook.create_task("two")]
-    sensor = KontextTaskSensor(task_id="wait", kie_task_ids=ids, poll_interval=0.1, deferrable=False, timeout=30)
-    ctx = context()
-    results = sensor.execute(ctx)
-    assert [r["kie_task_id"] for r in results] == ids
-    assert ctx["ti"].xcom["result_image_urls"] == [r["result_image_url"] for r in results]
-
-
-def test_sensor_single_id_returns_a_dict(emulator: EmulatorServer) -> None:
-    kie_task_id = KontextHook().create_task("one")
-    sensor = KontextTaskSensor(task_id="wait", kie_task_ids=kie_task_id, poll_interval=0.1, deferrable=False)
-    assert sensor.execute(context())["kie_task_id"] == kie_task_id
-
-
-def test_sensor_poke_is_false_while_running(emulator: EmulatorServer) -> None:
-    kie_task_id = KontextHook().create_task("x [emulator:slow=30]")
-    sensor = KontextTaskSensor(task_id="wait", kie_task_ids=kie_task_id, deferrable=False)
-    assert sensor.poke(context()) is False
-
-
-def test_sensor_defers_and_times_out_as_a_sensor(emulator: EmulatorServer) -> None:
-    kie_task_id = KontextHook().create_task("x [emulator:slow=30]")
-    sensor = KontextTaskSensor(task_id="wait", kie_task_ids=[kie_task_id], deferrable=True, timeout=120)
-    with pytest.raises(TaskDeferred) as deferred:
-        sensor.execute(context())
-    assert deferred.value.trigger.kie_task_ids == [kie_task_id]
-    timeout_event = {"status": "timeout", "records": [{"kie_task_id": kie_task_id, "status": "GENERATING"}]}
-    with pytest.raises(AirflowSensorTimeout):
-        sensor.execute_complete(context(), timeout_event)
-
-
-def test_sensor_failure_raises_typed_error(emulator: EmulatorServer) -> None:
-    kie_task_id = KontextHook().create_task("x [emulator:create_failed]")
-    sensor = KontextTaskSensor(task_id="wait", kie_task_ids=kie_task_id, poll_interval=0.1, deferrable=False)
-    with pytest.raises(exc.KontextTaskCreateFailedError):
-        sensor.execute(context())
+        operator().execute_complete(task_context(), event)
 
 
 def test_the_operator_takes_exactly_the_request_models_fields() -> None:

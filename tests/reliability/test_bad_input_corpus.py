@@ -17,7 +17,7 @@ from airflow_provider_kontext.exceptions import KontextValidationError
 from airflow_provider_kontext.operators.batch import KontextBatchGenerateOperator
 from airflow_provider_kontext.operators.generate import KontextGenerateOperator
 from airflow_provider_kontext.sensors.task import KontextTaskSensor
-from tests.operators.test_generate_operator import context
+from reliability.fake_airflow import task_context
 
 EDIT = {"input_image": "https://img.test/in.png"}
 
@@ -78,7 +78,7 @@ def test_single_operator_bad_input(emulator: EmulatorServer, case: str, fields: 
     for name, value in rendered.items():
         setattr(op, name, value)  # what template rendering would leave on the operator
     with pytest.raises(KontextValidationError) as raised:
-        op.execute(context())
+        op.execute(task_context())
     assert raised.value.field == field, case
     assert field in str(raised.value)
     assert sum(emulator.stats()["requests"].values()) == 0, f"{case}: a request was sent"
@@ -104,7 +104,7 @@ def test_batch_bad_input(emulator: EmulatorServer, case: str, requests: Any, fie
     op = KontextBatchGenerateOperator(task_id="batch", requests=[{"prompt": "{{ params.p }}"}])
     op.requests = requests
     with pytest.raises(KontextValidationError) as raised:
-        op.execute(context())
+        op.execute(task_context())
     assert raised.value.field == field, case
     assert sum(emulator.stats()["requests"].values()) == 0
 
@@ -114,7 +114,7 @@ def test_sensor_bad_task_ids(emulator: EmulatorServer, ids: Any) -> None:
     sensor = KontextTaskSensor(task_id="wait", kie_task_ids="{{ x }}", deferrable=True)
     sensor.kie_task_ids = ids
     with pytest.raises(KontextValidationError):
-        sensor.execute(context())
+        sensor.execute(task_context())
     assert sum(emulator.stats()["requests"].values()) == 0
 
 

@@ -24,8 +24,9 @@ from airflow_provider_kontext.hooks.kontext import KontextHook
 from airflow_provider_kontext.operators.generate import KontextGenerateOperator
 from airflow_provider_kontext.sensors.task import KontextTaskSensor
 from airflow_provider_kontext.triggers.task import KontextTaskTrigger
+from reliability.fake_airflow import task_context
 from tests.conftest import API_KEY
-from tests.operators.test_generate_operator import context, operator
+from tests.operators.test_generate_operator import operator
 
 
 async def one_event(trigger: KontextTaskTrigger) -> TriggerEvent:
@@ -58,7 +59,7 @@ async def test_success_ends_the_task_with_the_xcoms_the_worker_would_push(emulat
     # The worker's resume, fed the same wait as a plain event, pushes exactly the same.
     plain = await one_event(trigger_for([kie_task_id]))
     assert not isinstance(plain, TaskSuccessEvent)
-    ctx = context()
+    ctx = task_context()
     returned = operator().execute_complete(ctx, plain.payload, creates=creates)
     assert event.xcoms == {**ctx["ti"].xcom, "return_value": returned}
     assert returned["kie_task_id"] == kie_task_id and returned["status"] == "SUCCESS"
@@ -115,7 +116,7 @@ def test_bad_arguments_fail_in_the_worker() -> None:
 
 def deferred_trigger(op: KontextGenerateOperator) -> KontextTaskTrigger:
     with pytest.raises(TaskDeferred) as deferred:
-        op.execute(context())
+        op.execute(task_context())
     trigger = deferred.value.trigger
     assert isinstance(trigger, KontextTaskTrigger)
     return trigger

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from airflow_provider_kontext import get_provider_info
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _import(dotted: str) -> object:

@@ -7,7 +7,6 @@ import math
 import pytest
 
 from airflow_provider_kontext._protocol.polling import PollSchedule
-from airflow_provider_kontext._protocol.polling import PollSchedule as ReexportedSchedule
 
 
 def check_times(schedule: PollSchedule, horizon: float) -> list[float]:
@@ -79,7 +78,3 @@ def test_sleeps_are_clipped_to_the_deadline() -> None:
 def test_bad_values_are_refused(kwargs: dict[str, float]) -> None:
     with pytest.raises(ValueError):
         PollSchedule(**kwargs)
-
-
-def test_polling_module_still_exports_the_schedule() -> None:
-    assert ReexportedSchedule is PollSchedule
