@@ -25,7 +25,6 @@ import logging
 import multiprocessing
 import os
 import queue
-import time
 import urllib.request
 from dataclasses import dataclass
 from typing import Any
@@ -67,8 +66,15 @@ def _get(url: str) -> Any:
         return json.loads(response.read())
 
 
-def _task(name: str, images: int, window: float, start: Any, out: Any) -> None:
-    """One task instance in a forked process, as on a worker: Airflow and the provider already imported."""
+def _task(name: str, images: int, window: float, connection: str, start: Any, out: Any) -> None:
+    """
+    One task instance in its own process, as on a worker: Airflow and the provider already imported.
+
+    The process comes from a fork server that preloaded the operators (not a fork of this
+    process), so the connection arrives as an argument: the server's environment is as old as
+    the first measurement.
+    """
+    os.environ["AIRFLOW_CONN_KONTEXT_DEFAULT"] = connection
     from airflow_provider_kontext.operators.batch import KontextBatchGenerateOperator
     from airflow_provider_kontext.operators.generate import KontextGenerateOperator
 
@@ -83,7 +89,7 @@ def _task(name: str, images: int, window: float, start: Any, out: Any) -> None:
             wait_for_completion=False,
             rate_window_seconds=window,
         )
-    start.wait()
+    start.wait()  # a barrier: every task has built its operator, then all start together
     try:
         ids = operator.execute(task_context(FakeTaskInstance(dag_id="bench", run_id="bench_run", task_id=name)))
         out.put({"ok": True, "ids": ids if isinstance(ids, list) else [ids]})
@@ -92,9 +98,6 @@ def _task(name: str, images: int, window: float, start: Any, out: Any) -> None:
 
 
 def measure(scenario: Scenario, window: float, shared: bool) -> dict[str, Any]:
-    import airflow_provider_kontext.operators.batch
-    import airflow_provider_kontext.operators.generate  # noqa: F401  (imported once, before the fork)
-
     with emulator_process(
         "--rate-limit-creates", str(LIMIT), "--rate-limit-window", str(window),
         "--credits", "1000000", "--generation-seconds", "60",
@@ -105,16 +108,19 @@ def measure(scenario: Scenario, window: float, shared: bool) -> dict[str, Any]:
         )
         if scenario.held:
             _post(f"{base_url}/_emulator/rate-limit/other-client", {"creates": scenario.held, "seconds": None})
-        mp = multiprocessing.get_context("fork")
-        start, out = mp.Event(), mp.Queue()
+        mp = multiprocessing.get_context("forkserver")
+        mp.set_forkserver_preload(
+            ["airflow_provider_kontext.operators.batch", "airflow_provider_kontext.operators.generate"]
+        )
+        connection = os.environ["AIRFLOW_CONN_KONTEXT_DEFAULT"]
+        start, out = mp.Barrier(len(scenario.tasks) + 1), mp.Queue()
         procs = [
-            mp.Process(target=_task, args=(f"task{i:02d}", images, window, start, out), daemon=True)
+            mp.Process(target=_task, args=(f"task{i:02d}", images, window, connection, start, out), daemon=True)
             for i, images in enumerate(scenario.tasks)
         ]
         for proc in procs:
             proc.start()
-        time.sleep(0.5)  # every process built its operator: start them together
-        start.set()
+        start.wait(timeout=300)
         outcomes = []
         for _ in procs:
             try:
