@@ -4,9 +4,8 @@ It can read task records and the credit balance and nothing else: a trigger may 
 (triggerer restart, HA takeover), so the client it uses cannot create a task by construction.
 
 Everything it knows about the protocol comes from :mod:`airflow_provider_kontext._protocol`,
-the same parsers and retry rules as the sync hook. aiohttp rather than httpx: its CPU per poll
-is several times lower (benchmark 1 in the repository's benchmarks), and the triggerer's
-capacity depends on it.
+the same parsers and retry rules as the sync hook. aiohttp rather than httpx: it costs less CPU
+per poll, and the triggerer's capacity depends on that.
 
 All triggers of one connection in one triggerer process share one keep-alive
 ``ClientSession`` (:func:`shared_client`), so a thousand waiting images cost a pool of
