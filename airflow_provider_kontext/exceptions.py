@@ -12,7 +12,7 @@ retry on a status read and unsafe on a create.
 
 from __future__ import annotations
 
-from airflow.sdk.exceptions import AirflowException
+from airflow_provider_kontext._compat import AirflowException
 
 
 class KontextError(AirflowException):

@@ -5,8 +5,9 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseSensorOperator, PokeReturnValue, conf
+from airflow.sdk import BaseSensorOperator, PokeReturnValue
 
+from airflow_provider_kontext._compat import conf
 from airflow_provider_kontext._protocol.defaults import (
     DEFAULT_CONN_ID,
     DEFAULT_MAX_IMAGE_BYTES,
@@ -211,7 +212,7 @@ class KontextTaskSensor(BaseSensorOperator):
         else:
             result = WaitResult.from_event(event)
         if result.status is WaitStatus.TIMEOUT:
-            from airflow.sdk.exceptions import AirflowSensorTimeout
+            from airflow_provider_kontext._compat import AirflowSensorTimeout
 
             raise AirflowSensorTimeout(result.message)
         return self._finish(context, result)
