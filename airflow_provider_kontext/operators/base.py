@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
-from airflow_provider_kontext._compat import conf
+from airflow_provider_kontext._compat import conf, warn_no_retry_policy
 from airflow_provider_kontext._protocol.defaults import (
     DEFAULT_CONN_ID,
     DEFAULT_MAX_IMAGE_BYTES,
@@ -127,6 +127,7 @@ class KontextSubmitOperator(BaseOperator):
         from airflow_provider_kontext._tasks.waiting import not_created_record, wait_budget, wait_for
 
         check_output_path(self.output_path, self.output_file_name)
+        warn_no_retry_policy(self)
         budget = wait_budget(self.timeout, self.execution_timeout)
         deadline = time.time() + budget
         hook = self.hook

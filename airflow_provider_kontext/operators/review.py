@@ -2,9 +2,10 @@
 
 Built on Airflow's own human-in-the-loop operator (standard provider, Airflow 3.1+): the review
 is a "required action" in the Airflow UI, answered there or through the HITL REST API, with
-Airflow's timeouts, defaults, notifiers and assigned users. The form's Markdown body shows the
-images themselves (kie's URL, or the stored copy through the images view) with prompt, model
-and kie task id; the options are one per image.
+Airflow's timeouts, defaults, notifiers and assigned users. On Airflow 3.0 this module imports,
+and constructing the operator raises :class:`~airflow_provider_kontext.exceptions.KontextAirflowVersionError`.
+The form's Markdown body shows the images themselves (kie's URL, or the stored copy through the
+images view) with prompt, model and kie task id; the options are one per image.
 
 Its return value is the list of approved result dicts, so a rejected image never reaches a
 downstream task. The full list, each with its ``review`` decision, stays in XCom
@@ -16,8 +17,7 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any, Final, Literal
 
-from airflow.providers.standard.operators.hitl import HITLOperator
-
+from airflow_provider_kontext._compat import HITLOperator
 from airflow_provider_kontext._ui.items import Source, is_result_record, item_from_record
 from airflow_provider_kontext.exceptions import KontextValidationError
 from airflow_provider_kontext.results import REVIEW_ITEMS_KEY
