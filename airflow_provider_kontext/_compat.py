@@ -156,6 +156,23 @@ if not TYPE_CHECKING:
         return value
 
 
+def hitl_response_timeout(response_timeout: Any) -> dict[str, Any]:
+    """
+    ``response_timeout`` as the installed standard provider's ``HITLOperator`` takes it.
+
+    The standard provider (not Airflow) added ``response_timeout`` in 1.13; before, the
+    operator waited for the human for ``execution_timeout`` (Airflow 3.1.8's own constraints pin
+    1.12). Read from the constructor's signature, when a review is constructed, not at import.
+    """
+    if response_timeout is None:
+        return {}
+    import inspect
+
+    if "response_timeout" in inspect.signature(_lazy("HITLOperator").__init__).parameters:
+        return {"response_timeout": response_timeout}
+    return {"execution_timeout": response_timeout}
+
+
 def is_object_storage_path(value: object) -> bool:
     """
     Whether ``value`` is an ``ObjectStoragePath`` (any universal-pathlib path), not a local one.
@@ -235,6 +252,7 @@ __all__ = [
     "RetryPolicy",
     "TaskDeferred",
     "conf",
+    "hitl_response_timeout",
     "is_object_storage_path",
     "warn_no_retry_policy",
     "warn_no_task_state_store",

@@ -17,13 +17,14 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any, Final, Literal
 
-from airflow_provider_kontext._compat import HITLOperator
+from airflow_provider_kontext._compat import HITLOperator, hitl_response_timeout
 from airflow_provider_kontext._ui.items import Source, is_result_record, item_from_record
 from airflow_provider_kontext.exceptions import KontextValidationError
 from airflow_provider_kontext.results import REVIEW_ITEMS_KEY
 
 if TYPE_CHECKING:
     from collections.abc import Collection, Sequence
+    from datetime import timedelta
 
     from airflow.providers.common.compat.sdk import Context
 
@@ -187,6 +188,8 @@ class KontextReviewOperator(HITLOperator):
     :param defaults: Options taken when ``response_timeout`` passes (``"Image N"``,
         ``"Reject all"`` / ``"None of these"``); ``None``: a timeout fails the task.
     :param response_timeout: How long to wait for a reviewer (``timedelta``); ``None``: forever.
+        With a standard provider older than 1.13 (which has no ``response_timeout``) it is passed
+        as ``execution_timeout``, which those versions wait for the human with.
     :param kwargs: Everything else :class:`HITLOperator` takes (``notifiers``, ``assigned_users``,
         ...) except ``options`` and ``multiple``, which follow from the images and ``choose``.
     """
@@ -202,6 +205,7 @@ class KontextReviewOperator(HITLOperator):
         subject: str = "Review the generated images",
         body: str | None = None,
         defaults: str | list[str] | None = None,
+        response_timeout: timedelta | None = None,
         **kwargs: Any,
     ) -> None:
         for fixed in ("options", "multiple"):
@@ -219,8 +223,11 @@ class KontextReviewOperator(HITLOperator):
             options=[REJECT_ALL if choose == "each" else NONE_OF_THESE],
             defaults=defaults,
             multiple=choose == "each",
+            **hitl_response_timeout(response_timeout),
             **kwargs,
         )
+        if not hasattr(self, "response_timeout"):  # standard provider < 1.13: execution_timeout holds it
+            self.response_timeout = response_timeout
 
     def validate_defaults(self) -> None:
         """At parse time only the form can be checked: ``Image N`` or the option that takes none."""
