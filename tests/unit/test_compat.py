@@ -132,3 +132,82 @@ def test_a_retry_that_creates_nothing_does_not_warn(
     op.execute({**context(), "task_state_store": store})
     assert _reattach_warnings(capfd) == []
     assert emulator.stats()["creates_accepted"] == 1
+
+
+def _no_policy_warnings(capfd: pytest.CaptureFixture[str]) -> list[str]:
+    out, err = capfd.readouterr()
+    return [line for line in (out + err).splitlines() if "has no retry policies" in line]
+
+
+@pytest.mark.parametrize("retries", [0, 2])
+def test_below_3_3_a_try_with_retries_says_no_retry_policy_applies(
+    emulator: EmulatorServer, capfd: pytest.CaptureFixture[str], retries: int
+) -> None:
+    """Documented: below 3.3 the provider's retry policy cannot be set; a task with retries says so, once per try."""
+    op = KontextBatchGenerateOperator(
+        task_id="b", requests=[{"prompt": "x"}, {"prompt": "y"}], wait_for_completion=False, retries=retries
+    )
+    assert (getattr(op, "retry_policy", None) is not None) is _compat.AIRFLOW_V_3_3_PLUS
+    capfd.readouterr()
+    op.execute(context())
+    warnings = _no_policy_warnings(capfd)
+    if _compat.AIRFLOW_V_3_3_PLUS or retries == 0:
+        assert warnings == []
+        return
+    (message,) = warnings
+    assert airflow.__version__ in message
+    assert f"{retries} retries" in message
+    assert "content policy" in message
+
+
+def test_a_feature_this_airflow_lacks_raises_the_typed_error_naming_it() -> None:
+    from airflow_provider_kontext.exceptions import KontextAirflowVersionError, KontextError
+
+    class Future(_compat.NeedsNewerAirflow):
+        feature = "time travel"
+        minimum_airflow = "9.9"
+
+    class UsedInADag(Future):
+        def __init__(self, **kwargs: Any) -> None:
+            raise AssertionError("never reached: the version error comes first")
+
+    for build in (lambda: UsedInADag(task_id="t"), lambda: UsedInADag.partial(task_id="t")):
+        with pytest.raises(KontextAirflowVersionError) as info:
+            build()
+        error = info.value
+        assert isinstance(error, KontextError)
+        assert (error.what, error.feature, error.minimum_airflow) == ("UsedInADag", "time travel", "9.9")
+        assert error.airflow_version == airflow.__version__
+        assert str(error) == (
+            f"UsedInADag needs Airflow 9.9 or newer (time travel); this is Airflow {airflow.__version__}. "
+            "See the provider README's 'Airflow versions' table."
+        )
+
+
+def test_the_names_that_cost_an_import_are_this_airflows_or_stand_ins() -> None:
+    """HITLOperator from 3.1, RetryPolicy and RetryDecision from 3.3; below, classes that cannot be built."""
+    expected = {
+        "HITLOperator": (_compat.AIRFLOW_V_3_1_PLUS, "3.1"),
+        "RetryPolicy": (_compat.AIRFLOW_V_3_3_PLUS, "3.3"),
+        "RetryDecision": (_compat.AIRFLOW_V_3_3_PLUS, "3.3"),
+    }
+    for name, (available, minimum) in expected.items():
+        value = getattr(_compat, name)
+        assert issubclass(value, _compat.NeedsNewerAirflow) is not available, name
+        if not available:
+            assert value.minimum_airflow == minimum
+    with pytest.raises(AttributeError):
+        _compat.NoSuchName  # noqa: B018
+
+
+def test_the_review_timeout_goes_where_this_standard_provider_takes_it() -> None:
+    from datetime import timedelta
+
+    assert _compat.hitl_response_timeout(None) == {}
+    if not _compat.AIRFLOW_V_3_1_PLUS:
+        return  # no HITLOperator to pass it to (constructing the review raises first)
+    import inspect
+
+    takes_it = "response_timeout" in inspect.signature(_compat.HITLOperator.__init__).parameters
+    key = "response_timeout" if takes_it else "execution_timeout"
+    assert _compat.hitl_response_timeout(timedelta(hours=1)) == {key: timedelta(hours=1)}
