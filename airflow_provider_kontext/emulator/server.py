@@ -51,8 +51,9 @@ class EmulatorServer:
         self.app = create_app(self.config, self.state)
         self._host = host
         self._port = port
-        self._http = http
-        self._loop = loop
+        # Any: uvicorn's Literal of accepted names changes between the versions Airflow pins.
+        self._http: Any = http
+        self._loop: Any = loop
         self._startup_timeout = startup_timeout
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
