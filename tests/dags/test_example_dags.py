@@ -95,13 +95,27 @@ def run_example(airflow_db: str, emulator: EmulatorServer, output_dir: Path, mon
     deferrals: list[list[str]] = []
     original_run = KontextTaskTrigger.run
 
+    finish_when_waited = False
+
     def counting_run(self: KontextTaskTrigger) -> Any:
         deferrals.append(list(self.kie_task_ids))
+        if finish_when_waited:
+            emulator.finish_now(*self.kie_task_ids)
         return original_run(self)
 
     monkeypatch.setattr(KontextTaskTrigger, "run", counting_run)
 
-    def run(name: str, *, deferrable: bool) -> tuple[Any, dict[tuple[str, int, str], Any], list[list[str]]]:
+    def run(
+        name: str, *, deferrable: bool, finish_when_deferred: bool = False
+    ) -> tuple[Any, dict[tuple[str, int, str], Any], list[list[str]]]:
+        """
+        ``dag.test()`` of example ``name``; returns its module, the run's XComs and each trigger's kie ids.
+
+        ``finish_when_deferred``: the emulator's tasks end when a trigger starts waiting for them
+        (create them slow), so every deferrable wait finds its task running, however loaded the machine.
+        """
+        nonlocal finish_when_waited
+        finish_when_waited = finish_when_deferred
         module = load_example(name)
         tune(module.dag, deferrable=deferrable)
         if not AIRFLOW_V_3_1_PLUS:
@@ -155,11 +169,13 @@ def test_text_to_image(run_example: Any, emulator: EmulatorServer, deferrable: b
 
 @pytest.mark.parametrize("deferrable", [True, False], ids=["deferrable", "blocking"])
 def test_edit_with_sensor(run_example: Any, emulator: EmulatorServer, deferrable: bool) -> None:
-    # Long enough that each wait is still running when its task first checks, on any machine and
-    # any Airflow: on 3.0/3.1 dag.test() runs save_original (about 6 s on 2 busy cores) between
-    # the edit's create and the sensor's first check.
-    emulator.configure(generation_seconds=12.0 if deferrable else 2.0)
-    _, values, deferrals = run_example("example_kontext_edit_with_sensor", deferrable=deferrable)
+    # Deferrable: each task runs until its trigger waits for it, so the sensor's first check (on
+    # the worker, after save_original: seconds on 2 busy cores) always finds the edit running and
+    # defers; a fixed generation time was outlasted under load.
+    emulator.configure(generation_seconds=300.0 if deferrable else 2.0)
+    _, values, deferrals = run_example(
+        "example_kontext_edit_with_sensor", deferrable=deferrable, finish_when_deferred=deferrable
+    )
     original = values[("original", -1, "return_value")]
     edit_id = values[("submit_edit", -1, "return_value")]
     assert edit_id == values[("submit_edit", -1, "kie_task_id")]
