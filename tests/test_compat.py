@@ -21,7 +21,7 @@ from airflow_provider_kontext.operators.batch import KontextBatchGenerateOperato
 from tests.conftest import DictStateStore
 from tests.operators.test_generate_operator import context
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.parametrize(
