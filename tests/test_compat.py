@@ -18,8 +18,7 @@ from airflow.triggers.base import BaseTrigger
 from airflow_provider_kontext import _compat
 from airflow_provider_kontext.emulator import EmulatorServer
 from airflow_provider_kontext.operators.batch import KontextBatchGenerateOperator
-from tests.conftest import DictStateStore
-from tests.operators.test_generate_operator import context
+from reliability.fake_airflow import DictStateStore, task_context
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -104,7 +103,7 @@ def test_without_a_state_store_one_warning_per_try(emulator: EmulatorServer, cap
     requests = [{"prompt": f"image {i}"} for i in range(3)]
     op = KontextBatchGenerateOperator(task_id="b", requests=requests, wait_for_completion=False)
     capfd.readouterr()
-    op.execute(context())
+    op.execute(task_context())
     (message,) = _reattach_warnings(capfd)
     assert "warning" in message.lower()
     assert airflow.__version__ in message
@@ -116,7 +115,7 @@ def test_without_a_state_store_one_warning_per_try(emulator: EmulatorServer, cap
 
 def test_with_a_state_store_no_warning(emulator: EmulatorServer, capfd: pytest.CaptureFixture[str]) -> None:
     op = KontextBatchGenerateOperator(task_id="b", requests=[{"prompt": "x"}], wait_for_completion=False)
-    op.execute({**context(), "task_state_store": DictStateStore()})
+    op.execute(task_context(state_store=DictStateStore()))
     assert _reattach_warnings(capfd) == []
     assert emulator.stats()["creates_accepted"] == 1
 
@@ -127,9 +126,9 @@ def test_a_retry_that_creates_nothing_does_not_warn(
     """The warning is about creates: a try that only re-attaches has nothing to warn about."""
     store = DictStateStore()
     op = KontextBatchGenerateOperator(task_id="b", requests=[{"prompt": "x"}], wait_for_completion=False)
-    op.execute({**context(), "task_state_store": store})
+    op.execute({**task_context(), "task_state_store": store})
     capfd.readouterr()
-    op.execute({**context(), "task_state_store": store})
+    op.execute({**task_context(), "task_state_store": store})
     assert _reattach_warnings(capfd) == []
     assert emulator.stats()["creates_accepted"] == 1
 
@@ -149,7 +148,7 @@ def test_below_3_3_a_try_with_retries_says_no_retry_policy_applies(
     )
     assert (getattr(op, "retry_policy", None) is not None) is _compat.AIRFLOW_V_3_3_PLUS
     capfd.readouterr()
-    op.execute(context())
+    op.execute(task_context())
     warnings = _no_policy_warnings(capfd)
     if _compat.AIRFLOW_V_3_3_PLUS or retries == 0:
         assert warnings == []

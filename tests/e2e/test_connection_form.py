@@ -10,7 +10,7 @@ import pytest
 from airflow_provider_kontext._compat import AIRFLOW_V_3_2_PLUS
 from airflow_provider_kontext._protocol.extras import CONN_FIELDS
 from tests.e2e.deployment import Deployment
-from tests.unit.test_connection_form import LEGACY_FORM_LOADED
+from tests.protocol.test_extras import LEGACY_FORM_LOADED
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
