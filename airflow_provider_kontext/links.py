@@ -10,8 +10,7 @@ from airflow_provider_kontext.results import RESULT_IMAGE_URL_KEY
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import BaseOperator
-
-    from airflow_provider_kontext._compat import TaskInstanceKey
+    from airflow.sdk.types import TaskInstanceKey
 
 
 class KontextImageLink(BaseOperatorLink):

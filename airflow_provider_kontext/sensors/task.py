@@ -5,9 +5,8 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseSensorOperator, PokeReturnValue
+from airflow.sdk import BaseSensorOperator, PokeReturnValue, conf
 
-from airflow_provider_kontext._compat import conf
 from airflow_provider_kontext._protocol.defaults import (
     DEFAULT_CONN_ID,
     DEFAULT_MAX_IMAGE_BYTES,
@@ -88,17 +87,19 @@ class KontextTaskSensor(BaseSensorOperator):
         self.max_image_bytes = max_image_bytes
         check_output_path(output_path, output_file_name)
         self._waiter: TaskWaiter | None = None
-        if self._ids_known_at_parse():
-            self._task_ids()  # a malformed id fails at parse time, not in the triggerer or a worker
-            if deferrable and output_path is None and airflow_ends_tasks_from_triggers():
-                # Let Airflow defer this task straight to KontextTaskTrigger, no worker start first.
-                self.start_from_trigger = True
+        if deferrable and output_path is None and self._ids_known_at_parse() and airflow_ends_tasks_from_triggers():
+            self._start_in_triggerer()
 
     def _ids_known_at_parse(self) -> bool:
         ids = self.kie_task_ids
         return not (
             is_unrendered(ids) if isinstance(ids, str) else (not isinstance(ids, list) or any(map(is_unrendered, ids)))
         )
+
+    def _start_in_triggerer(self) -> None:
+        """Let Airflow defer this task straight to :class:`KontextTaskTrigger`, no worker start first."""
+        self._task_ids()  # a malformed id fails at parse time, not in the triggerer
+        self.start_from_trigger = True
 
     @property
     def start_trigger_args(self) -> StartTriggerArgs | None:
@@ -202,7 +203,7 @@ class KontextTaskSensor(BaseSensorOperator):
             poll_interval=self.poll_interval,
         )
         if result.status is WaitStatus.TIMEOUT:
-            from airflow_provider_kontext._compat import AirflowSensorTimeout
+            from airflow.sdk.exceptions import AirflowSensorTimeout
 
             raise AirflowSensorTimeout(result.message)
         return self.finish(context, result)
