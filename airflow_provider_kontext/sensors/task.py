@@ -5,8 +5,10 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseSensorOperator, PokeReturnValue, conf
+from airflow.sdk import BaseSensorOperator, PokeReturnValue
 
+from airflow_provider_kontext import _compat
+from airflow_provider_kontext._compat import conf
 from airflow_provider_kontext._protocol.defaults import (
     DEFAULT_CONN_ID,
     DEFAULT_MAX_IMAGE_BYTES,
@@ -15,7 +17,7 @@ from airflow_provider_kontext._protocol.defaults import (
 )
 from airflow_provider_kontext._protocol.request import check_task_id
 from airflow_provider_kontext._tasks.prepare import check_output_path, is_unrendered
-from airflow_provider_kontext._tasks.task_defaults import airflow_ends_tasks_from_triggers, apply_default_retry_policy
+from airflow_provider_kontext._tasks.task_defaults import apply_default_retry_policy
 from airflow_provider_kontext.links import KontextImageLink
 
 if TYPE_CHECKING:
@@ -54,7 +56,7 @@ class KontextTaskSensor(BaseSensorOperator):
     :param max_image_bytes: Refuse result files larger than this.
 
     With ``deferrable=True``, no ``output_path`` and ids written in the DAG file (not templated,
-    not an XCom), the sensor starts in the triggerer (Airflow 3.2+): no worker runs it unless the
+    not an XCom), the sensor starts in the triggerer (Airflow 3.3+): no worker runs it unless the
     wait fails, and then only to raise the typed error.
     """
 
@@ -87,19 +89,17 @@ class KontextTaskSensor(BaseSensorOperator):
         self.max_image_bytes = max_image_bytes
         check_output_path(output_path, output_file_name)
         self._waiter: TaskWaiter | None = None
-        if deferrable and output_path is None and self._ids_known_at_parse() and airflow_ends_tasks_from_triggers():
-            self._start_in_triggerer()
+        if self._ids_known_at_parse():
+            self._task_ids()  # a malformed id fails at parse time, not in the triggerer or a worker
+            if deferrable and output_path is None and _compat.AIRFLOW_STARTS_TASKS_FROM_TRIGGERS:
+                # Let Airflow defer this task straight to KontextTaskTrigger, no worker start first.
+                self.start_from_trigger = True
 
     def _ids_known_at_parse(self) -> bool:
         ids = self.kie_task_ids
         return not (
             is_unrendered(ids) if isinstance(ids, str) else (not isinstance(ids, list) or any(map(is_unrendered, ids)))
         )
-
-    def _start_in_triggerer(self) -> None:
-        """Let Airflow defer this task straight to :class:`KontextTaskTrigger`, no worker start first."""
-        self._task_ids()  # a malformed id fails at parse time, not in the triggerer
-        self.start_from_trigger = True
 
     @property
     def start_trigger_args(self) -> StartTriggerArgs | None:
@@ -203,10 +203,16 @@ class KontextTaskSensor(BaseSensorOperator):
             poll_interval=self.poll_interval,
         )
         if result.status is WaitStatus.TIMEOUT:
-            from airflow.sdk.exceptions import AirflowSensorTimeout
+            from airflow_provider_kontext._compat import AirflowSensorTimeout
 
             raise AirflowSensorTimeout(result.message)
-        return self.finish(context, result)
+        try:
+            return self.finish(context, result)
+        except Exception:
+            from airflow_provider_kontext._compat import warn_retry_resumes_same_event
+
+            warn_retry_resumes_same_event(self)
+            raise
 
     def finish(self, context: Context, result: WaitResult) -> Any:
         """End the wait on the worker: raise the typed error, or store the images and return the result(s)."""
