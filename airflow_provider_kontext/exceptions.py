@@ -61,6 +61,34 @@ class KontextValidationError(KontextError, ValueError):
         super().__init__(message, **kwargs)  # type: ignore[arg-type]
 
 
+class KontextUnknownModelError(KontextValidationError):
+    """
+    The Market ``model`` is not in the provider's catalog, so its ``input`` cannot be checked.
+
+    Either a typo (``suggestions`` holds close catalog slugs) or a model kie has that the catalog
+    does not describe (``uncatalogued_reason`` says why). The ``validate=False`` opt-out sends it
+    unchecked; catching this class is how a caller tells the two cases from a bad field.
+
+    :param model: The slug as given.
+    :param suggestions: Close catalog slugs, best first.
+    :param uncatalogued_reason: Why a model kie is known to have is not catalogued, else None.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        model: str,
+        suggestions: tuple[str, ...] = (),
+        uncatalogued_reason: str | None = None,
+        **kwargs: object,
+    ) -> None:
+        self.model = model
+        self.suggestions = suggestions
+        self.uncatalogued_reason = uncatalogued_reason
+        super().__init__(message, field="model", **kwargs)
+
+
 class KontextConfigurationError(KontextError):
     """The Airflow connection is unusable (no API key, a malformed base URL or extra)."""
 
