@@ -1,4 +1,4 @@
-"""Typed errors for every way a Kie.ai Flux Kontext call or task can go wrong.
+"""Typed errors for every way a Kie.ai call or task can go wrong, on Flux Kontext and on the Market API alike.
 
 Each class says *what happened* so a DAG author can catch exactly what they care about
 (``except KontextContentPolicyError``) and on-call can read the cause from the class name.
@@ -101,6 +101,16 @@ class KontextInsufficientCreditsError(KontextError):
     """The account has too few credits for the request (code 402), or fewer than ``min_credits``."""
 
 
+class KontextKeyLimitError(KontextError):
+    """
+    The API key's own usage limit is reached (code 433): a cap set on the key in kie's console.
+
+    Not a rate limit: those caps count usage per hour, per day or in total, so waiting a rate
+    window and sending again meets the same refusal. Raise the key's limit (or use another key);
+    the account's credits are not the problem.
+    """
+
+
 class KontextNotFoundError(KontextError):
     """The endpoint or resource does not exist (code 404): usually a wrong base URL."""
 
@@ -181,8 +191,8 @@ class KontextSubmissionOutcomeUnknownError(KontextError):
     A create request may or may not have been accepted, so it is not sent again.
 
     Raised for a read timeout, a connection dropped after the request was sent, a 5xx or an
-    unreadable answer to ``generate``. A task may have been created and billed: check the kie
-    logs page (https://kie.ai/logs) before submitting again.
+    unreadable answer to a create (Flux Kontext ``generate`` or Market ``createTask``). A task may
+    have been created and billed: check the kie logs page (https://kie.ai/logs) before submitting again.
     """
 
 
@@ -208,11 +218,16 @@ class KontextTaskFailedError(KontextError):
 
 
 class KontextContentPolicyError(KontextTaskFailedError):
-    """kie's moderation refused the prompt or image (errorCode 400). Resubmitting will not help."""
+    """
+    kie's moderation refused the prompt or image. Resubmitting will not help.
+
+    Flux Kontext says so with errorCode 400; the Market documents no code for it, so there it is
+    recognised by kie's wording alone.
+    """
 
 
 class KontextGenerationFailedError(KontextTaskFailedError):
-    """The task was created but generation failed (successFlag 3, errorCode 501/500)."""
+    """The task was created but generation failed (successFlag 3 or state ``fail``; code 501/500)."""
 
 
 class KontextTaskCreateFailedError(KontextTaskFailedError):
@@ -221,7 +236,7 @@ class KontextTaskCreateFailedError(KontextTaskFailedError):
 
 class KontextMissingResultError(KontextTaskFailedError):
     """
-    kie reported success but gave no ``resultImageUrl``.
+    kie reported success but gave no result image URL (``resultImageUrl``, or ``resultUrls`` on the Market).
 
     Credits were probably charged; resubmitting pays again.
     """
