@@ -12,7 +12,7 @@ retry on a status read and unsafe on a create.
 
 from __future__ import annotations
 
-from airflow.sdk.exceptions import AirflowException
+from airflow_provider_kontext._compat import AIRFLOW_VERSION, AirflowException
 
 
 class KontextError(AirflowException):
@@ -205,6 +205,29 @@ class KontextTimeoutError(KontextError):
 
 class KontextTriggerEventError(KontextError):
     """A trigger event had an unexpected shape (for example from a provider version skew)."""
+
+
+class KontextAirflowVersionError(KontextError):
+    """
+    The DAG uses something this Airflow does not have yet; raised where it is constructed (DAG parse time).
+
+    The README's "Airflow versions" table says what each feature needs and what to do below it.
+
+    :param what: The class the DAG tried to build (``KontextReviewOperator``).
+    :param feature: The Airflow feature it needs (``human-in-the-loop operators``).
+    :param minimum_airflow: The first Airflow version that has it (``3.1``).
+    """
+
+    def __init__(self, what: str, *, feature: str, minimum_airflow: str, **kwargs: object) -> None:
+        self.what = what
+        self.feature = feature
+        self.minimum_airflow = minimum_airflow
+        self.airflow_version = AIRFLOW_VERSION
+        message = (
+            f"{what} needs Airflow {minimum_airflow} or newer ({feature}); this is Airflow {AIRFLOW_VERSION}. "
+            "See the provider README's 'Airflow versions' table."
+        )
+        super().__init__(message, **kwargs)  # type: ignore[arg-type]
 
 
 class KontextWebhookSignatureError(KontextError):

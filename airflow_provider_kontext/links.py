@@ -10,7 +10,8 @@ from airflow_provider_kontext.results import RESULT_IMAGE_URL_KEY
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import BaseOperator
-    from airflow.sdk.types import TaskInstanceKey
+
+    from airflow_provider_kontext._compat import TaskInstanceKey
 
 
 class KontextImageLink(BaseOperatorLink):

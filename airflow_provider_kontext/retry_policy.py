@@ -7,8 +7,9 @@ which sits beside the per-request retry rules, so what is retried where is decid
 
 The provider's operators, sensor and decorators use it when the DAG author set no
 ``retry_policy`` of their own (:mod:`~airflow_provider_kontext._tasks.task_defaults`). Retry policies
-are new in Airflow 3.3: importing this module on older versions raises ``ImportError``, and
-there nothing changes.
+are new in Airflow 3.3: on older versions this module still imports, constructing the policy raises
+:class:`~airflow_provider_kontext.exceptions.KontextAirflowVersionError`, and the tasks carry none
+(each try with retries says so in its log).
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk.definitions.retry_policy import RetryDecision, RetryPolicy
+from airflow_provider_kontext._compat import RetryDecision, RetryPolicy
 
 if TYPE_CHECKING:
     from airflow.sdk.definitions.context import Context

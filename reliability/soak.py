@@ -249,8 +249,7 @@ def _connection(base_url: str, config: SoakConfig) -> str:
 
 def _run_batch(config: SoakConfig, requests: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Execute the batch operator the way Airflow does, on the worker and (deferred) in the triggerer."""
-    from airflow.sdk.exceptions import TaskDeferred
-
+    from airflow_provider_kontext._compat import TaskDeferred
     from airflow_provider_kontext._protocol.defaults import KIE_CREATES_PER_WINDOW, KIE_WINDOW_SECONDS
     from airflow_provider_kontext.operators.batch import KontextBatchGenerateOperator
 

@@ -63,8 +63,8 @@ def traced_path() -> list[tuple[list[str], set[str]]]:
     os.environ.setdefault("AIRFLOW__CORE__LOAD_EXAMPLES", "False")
     from airflow.providers.standard.operators.empty import EmptyOperator
     from airflow.sdk import DAG
-    from airflow.sdk.exceptions import TaskDeferred
 
+    from airflow_provider_kontext._compat import TaskDeferred
     from airflow_provider_kontext.emulator import EmulatorConfig, EmulatorServer
     from airflow_provider_kontext.operators.generate import KontextGenerateOperator
     from reliability.fake_airflow import FakeTaskInstance, task_context

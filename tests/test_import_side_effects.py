@@ -155,14 +155,20 @@ def test_dag_facing_modules_do_not_import_the_execution_machinery(module: str) -
 
 
 def test_constructing_a_sensor_that_starts_in_the_triggerer_imports_none_of_it() -> None:
-    # Its StartTriggerArgs are built at parse time, from light modules only.
+    # Its StartTriggerArgs are built at parse time, from light modules only (Airflow 3.2+; below,
+    # the same sensor starts on a worker and builds none). Constructing any task costs what
+    # Airflow's own BaseOperator imports (on 3.0 its serializer, and through it aiohttp): that is
+    # paid first, as every DAG file with a task pays it.
     code = (
         "import json, sys\n"
         "import airflow.sdk\n"
+        "airflow.sdk.BaseOperator(task_id='any_task')\n"
         "before = set(sys.modules)\n"
+        "from airflow_provider_kontext._compat import AIRFLOW_ENDS_TASKS_FROM_TRIGGERS\n"
         "from airflow_provider_kontext.sensors.task import KontextTaskSensor\n"
         "sensor = KontextTaskSensor(task_id='wait', kie_task_ids=['t1', 't2'], deferrable=True)\n"
-        "assert sensor.start_from_trigger\n"
+        "assert sensor.start_from_trigger is AIRFLOW_ENDS_TASKS_FROM_TRIGGERS\n"
+        "assert (sensor.start_trigger_args is not None) is AIRFLOW_ENDS_TASKS_FROM_TRIGGERS\n"
         "print(json.dumps({'new': sorted(set(sys.modules) - before)}))\n"
     )
     new = run_python(code)["new"]

@@ -7,8 +7,9 @@ create the kie task id is written there, next to a fingerprint of the request th
 A retry then re-attaches to tasks that are still running or already succeeded, and creates new
 ones only for requests that never got a task, whose task failed, or whose content changed.
 
-On Airflow versions without the store, :attr:`SubmissionLedger.available` is False and a retry
-creates new tasks: that is documented, not hidden.
+On Airflow versions without the store (below 3.3), :attr:`SubmissionLedger.available` is False
+and a retry creates new tasks: that is documented, not hidden, and :func:`submit_once` says so in
+the task log once per try that creates (:func:`~airflow_provider_kontext._compat.warn_no_task_state_store`).
 
 Known gap: if a create is accepted but the worker dies before the id is written (or the answer
 is lost, :class:`~airflow_provider_kontext.exceptions.KontextSubmissionOutcomeUnknownError`),
@@ -171,6 +172,10 @@ def submit_once(
     if ledger.load():
         ledger.drop_unusable(hook, hook.log)
     todo = ledger.missing()
+    if todo and not ledger.available:
+        from airflow_provider_kontext._compat import warn_no_task_state_store
+
+        warn_no_task_state_store(hook.log, context)
     if todo and len(todo) < len(items):
         hook.log.info("Creating %d of %d kie task(s); the rest re-attach.", len(todo), len(items))
     created = [Created(kie_task_id) for kie_task_id in ledger.ids]

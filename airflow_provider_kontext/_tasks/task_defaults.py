@@ -2,7 +2,8 @@
 
 :class:`~airflow_provider_kontext.retry_policy.KontextRetryPolicy` as the ``retry_policy``
 (Airflow 3.3+): an author's own policy, from the task or from ``default_args``, always wins; on
-Airflow versions without retry policies nothing is set. And whether a successful deferred wait may
+Airflow versions without retry policies nothing is set (and a try with retries says so in its log,
+:func:`~airflow_provider_kontext._compat.warn_no_retry_policy`). And whether a successful deferred wait may
 end in the triggerer (:func:`end_mode`, Airflow 3.2+). Light on purpose: DAG files construct tasks.
 """
 
@@ -11,40 +12,29 @@ from __future__ import annotations
 import functools
 from typing import TYPE_CHECKING, Any, Final
 
+from airflow_provider_kontext import _compat
 from airflow_provider_kontext.results import END_RETURN_ALL, END_RETURN_FIRST, END_RETURN_NOTHING
 
 if TYPE_CHECKING:
     from airflow.sdk import BaseOperator
     from airflow.sdk.definitions.retry_policy import RetryPolicy
 
-#: Airflow's module of retry policies; absent before 3.3.
-_AIRFLOW_RETRY_POLICY_MODULE = "airflow.sdk.definitions.retry_policy"
 #: Extra time Airflow's deferral backstop gives the trigger beyond its own deadline.
 DEFER_TIMEOUT_BUFFER_SECONDS: Final = 60.0
-#: First Airflow version whose triggerer is known to store a ``TaskSuccessEvent``'s XComs and end the
-#: task (read in 3.2.2's and 3.3's ``models/trigger.py``; shown end to end on 3.3.2). Below it a
-#: deferred task always resumes on a worker and the sensor never starts in the triggerer.
-END_FROM_TRIGGER_MIN_AIRFLOW: Final = (3, 2)
 
 
-@functools.cache
 def airflow_ends_tasks_from_triggers() -> bool:
-    """Whether this Airflow ends a task from a trigger's ``TaskSuccessEvent`` and stores its XComs."""
-    from airflow import __version__ as airflow_version
-    from packaging.version import Version
-
-    return Version(airflow_version).release[:2] >= END_FROM_TRIGGER_MIN_AIRFLOW
+    """Whether this Airflow ends a task from a trigger's ``TaskSuccessEvent`` and stores its XComs (3.2+)."""
+    return _compat.AIRFLOW_ENDS_TASKS_FROM_TRIGGERS
 
 
 @functools.cache
 def default_retry_policy() -> RetryPolicy | None:
-    """The provider's retry policy, built once per process; ``None`` where Airflow has no retry policies."""
-    try:
-        from airflow_provider_kontext.retry_policy import KontextRetryPolicy
-    except ModuleNotFoundError as err:
-        if err.name != _AIRFLOW_RETRY_POLICY_MODULE:
-            raise  # a real import error, not an older Airflow
+    """The provider's retry policy, built once per process; ``None`` where Airflow has no retry policies (< 3.3)."""
+    if not _compat.AIRFLOW_V_3_3_PLUS:
         return None
+    from airflow_provider_kontext.retry_policy import KontextRetryPolicy
+
     return KontextRetryPolicy()
 
 

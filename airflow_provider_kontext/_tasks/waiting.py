@@ -161,7 +161,7 @@ def finish_wait(
         )
         task.log.info("Stored %d image(s): %s", len(stored), stored)
         for outlet in getattr(task, "outlets", None) or []:
-            context["outlet_events"][outlet].extra["kontext_images"] = stored  # type: ignore[assignment]
+            context["outlet_events"][outlet].extra["kontext_images"] = stored  # type: ignore[assignment,unused-ignore]
     publish(context, records)
     return records
 

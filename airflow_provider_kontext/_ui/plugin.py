@@ -18,6 +18,8 @@ from typing import TYPE_CHECKING, Any, Final
 
 from airflow.plugins_manager import AirflowPlugin
 
+from airflow_provider_kontext._compat import AIRFLOW_HAS_EXTERNAL_VIEWS
+
 if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, MutableMapping
 
@@ -32,14 +34,6 @@ URL_PREFIX: Final = "/kontext"
 TASK_INSTANCE_ROUTE: Final = "kontext-images"
 #: ``url_route`` of the DAG-run view.
 DAG_RUN_ROUTE: Final = "kontext-run-images"
-
-
-def airflow_supports_views() -> bool:
-    """Whether this Airflow has external views (3.1+)."""
-    from airflow import __version__
-    from packaging.version import Version
-
-    return Version(__version__).release[:2] >= (3, 1)
 
 
 class LazyApp:
@@ -59,8 +53,8 @@ class LazyApp:
         return "airflow_provider_kontext._ui.app:create_app (built on first request)"
 
 
-def _views() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    if not airflow_supports_views():
+def _views(supported: bool = AIRFLOW_HAS_EXTERNAL_VIEWS) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    if not supported:
         return [], []
     apps = [{"name": "Kontext images", "app": LazyApp(), "url_prefix": URL_PREFIX}]
     views = [

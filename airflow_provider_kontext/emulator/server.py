@@ -51,8 +51,9 @@ class EmulatorServer:
         self.app = create_app(self.config, self.state)
         self._host = host
         self._port = port
-        self._http = http
-        self._loop = loop
+        # Any: uvicorn's Literal of accepted names changes between the versions Airflow pins.
+        self._http: Any = http
+        self._loop: Any = loop
         self._startup_timeout = startup_timeout
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
@@ -178,3 +179,8 @@ class EmulatorServer:
     def configure(self, **config_overrides: Any) -> EmulatorConfig:
         """Change config values live (like ``POST /_emulator/config``)."""
         return self.state.update_config(**config_overrides)
+
+    def finish_now(self, *task_ids: str) -> None:
+        """End these tasks' generation now, each with the outcome it would have had."""
+        for task_id in task_ids:
+            self.state.finish_now(task_id)

@@ -521,6 +521,18 @@ class EmulatorState:
         with self._lock:
             return self._tasks.get(task_id)
 
+    def finish_now(self, task_id: str) -> None:
+        """
+        End the task's generation now, with the outcome it would have had (no-op once it ended).
+
+        For tests that need a task still running until a moment they choose rather than for a
+        number of seconds, which a loaded machine can outlast: create it slow, finish it when
+        what must see it running has.
+        """
+        with self._lock:
+            task = self._tasks[task_id]
+            task.duration = min(task.duration, max(0.0, self._clock() - task.created_at))
+
     def task_ids(self) -> list[str]:
         """Ids of every task created since the last reset, oldest first."""
         with self._lock:

@@ -125,7 +125,7 @@ class DownloadedImage:
     via_download_url: bool
 
 
-class KontextHook(BaseHook):
+class KontextHook(BaseHook):  # type: ignore[misc,unused-ignore]  # BaseHook is untyped on Airflow 3.0
     """
     Interact with Kie.ai's Flux Kontext API.
 
@@ -725,7 +725,9 @@ def _open_source(source: object, *, field: str) -> tuple[Callable[[], IO[bytes]]
 
     The opener is called once per attempt, so a retried stream upload starts from byte 0.
     """
-    if isinstance(source, (str, os.PathLike)):
+    from airflow_provider_kontext._compat import is_object_storage_path  # PathLike below Airflow 3.2
+
+    if isinstance(source, (str, os.PathLike)) and not is_object_storage_path(source):
         path = os.fspath(source)
         if not isinstance(path, str) or not path.strip():
             raise KontextValidationError(f"{field} must be a non-empty path, got {source!r}.", field=field)

@@ -9,8 +9,9 @@ from __future__ import annotations
 import time
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseOperator, conf
+from airflow.sdk import BaseOperator
 
+from airflow_provider_kontext._compat import conf, warn_no_retry_policy
 from airflow_provider_kontext._protocol.defaults import (
     DEFAULT_CONN_ID,
     DEFAULT_MAX_IMAGE_BYTES,
@@ -126,6 +127,7 @@ class KontextSubmitOperator(BaseOperator):
         from airflow_provider_kontext._tasks.waiting import wait_budget, wait_for
 
         check_output_path(self.output_path, self.output_file_name)
+        warn_no_retry_policy(self)
         deadline = time.time() + wait_budget(self.timeout, self.execution_timeout)
         hook = self.hook
         if self.min_credits is not None:

@@ -2,9 +2,10 @@
 
 Built on Airflow's own human-in-the-loop operator (standard provider, Airflow 3.1+): the review
 is a "required action" in the Airflow UI, answered there or through the HITL REST API, with
-Airflow's timeouts, defaults, notifiers and assigned users. The form's Markdown body shows the
-images themselves (kie's URL, or the stored copy through the images view) with prompt, model
-and kie task id; the options are one per image.
+Airflow's timeouts, defaults, notifiers and assigned users. On Airflow 3.0 this module imports,
+and constructing the operator raises :class:`~airflow_provider_kontext.exceptions.KontextAirflowVersionError`.
+The form's Markdown body shows the images themselves (kie's URL, or the stored copy through the
+images view) with prompt, model and kie task id; the options are one per image.
 
 Its return value is the list of approved result dicts, so a rejected image never reaches a
 downstream task. The full list, each with its ``review`` decision, stays in XCom
@@ -16,14 +17,14 @@ from __future__ import annotations
 import re
 from typing import TYPE_CHECKING, Any, Final, Literal
 
-from airflow.providers.standard.operators.hitl import HITLOperator
-
+from airflow_provider_kontext._compat import HITLOperator, hitl_response_timeout
 from airflow_provider_kontext._ui.items import Source, is_result_record, item_from_record
 from airflow_provider_kontext.exceptions import KontextValidationError
 from airflow_provider_kontext.results import REVIEW_ITEMS_KEY
 
 if TYPE_CHECKING:
     from collections.abc import Collection, Sequence
+    from datetime import timedelta
 
     from airflow.providers.common.compat.sdk import Context
 
@@ -187,6 +188,8 @@ class KontextReviewOperator(HITLOperator):
     :param defaults: Options taken when ``response_timeout`` passes (``"Image N"``,
         ``"Reject all"`` / ``"None of these"``); ``None``: a timeout fails the task.
     :param response_timeout: How long to wait for a reviewer (``timedelta``); ``None``: forever.
+        With a standard provider older than 1.13 (which has no ``response_timeout``) it is passed
+        as ``execution_timeout``, which those versions wait for the human with.
     :param kwargs: Everything else :class:`HITLOperator` takes (``notifiers``, ``assigned_users``,
         ...) except ``options`` and ``multiple``, which follow from the images and ``choose``.
     """
@@ -202,6 +205,7 @@ class KontextReviewOperator(HITLOperator):
         subject: str = "Review the generated images",
         body: str | None = None,
         defaults: str | list[str] | None = None,
+        response_timeout: timedelta | None = None,
         **kwargs: Any,
     ) -> None:
         for fixed in ("options", "multiple"):
@@ -219,8 +223,11 @@ class KontextReviewOperator(HITLOperator):
             options=[REJECT_ALL if choose == "each" else NONE_OF_THESE],
             defaults=defaults,
             multiple=choose == "each",
+            **hitl_response_timeout(response_timeout),
             **kwargs,
         )
+        if not hasattr(self, "response_timeout"):  # standard provider < 1.13: execution_timeout holds it
+            self.response_timeout = response_timeout
 
     def validate_defaults(self) -> None:
         """At parse time only the form can be checked: ``Image N`` or the option that takes none."""

@@ -5,8 +5,9 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseSensorOperator, PokeReturnValue, conf
+from airflow.sdk import BaseSensorOperator, PokeReturnValue
 
+from airflow_provider_kontext._compat import conf
 from airflow_provider_kontext._protocol.defaults import (
     DEFAULT_CONN_ID,
     DEFAULT_MAX_IMAGE_BYTES,
@@ -87,19 +88,17 @@ class KontextTaskSensor(BaseSensorOperator):
         self.max_image_bytes = max_image_bytes
         check_output_path(output_path, output_file_name)
         self._waiter: TaskWaiter | None = None
-        if deferrable and output_path is None and self._ids_known_at_parse() and airflow_ends_tasks_from_triggers():
-            self._start_in_triggerer()
+        if self._ids_known_at_parse():
+            self._task_ids()  # a malformed id fails at parse time, not in the triggerer or a worker
+            if deferrable and output_path is None and airflow_ends_tasks_from_triggers():
+                # Let Airflow defer this task straight to KontextTaskTrigger, no worker start first.
+                self.start_from_trigger = True
 
     def _ids_known_at_parse(self) -> bool:
         ids = self.kie_task_ids
         return not (
             is_unrendered(ids) if isinstance(ids, str) else (not isinstance(ids, list) or any(map(is_unrendered, ids)))
         )
-
-    def _start_in_triggerer(self) -> None:
-        """Let Airflow defer this task straight to :class:`KontextTaskTrigger`, no worker start first."""
-        self._task_ids()  # a malformed id fails at parse time, not in the triggerer
-        self.start_from_trigger = True
 
     @property
     def start_trigger_args(self) -> StartTriggerArgs | None:
@@ -203,7 +202,7 @@ class KontextTaskSensor(BaseSensorOperator):
             poll_interval=self.poll_interval,
         )
         if result.status is WaitStatus.TIMEOUT:
-            from airflow.sdk.exceptions import AirflowSensorTimeout
+            from airflow_provider_kontext._compat import AirflowSensorTimeout
 
             raise AirflowSensorTimeout(result.message)
         return self.finish(context, result)

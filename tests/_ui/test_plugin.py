@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 import airflow_provider_kontext
+from airflow_provider_kontext._compat import AIRFLOW_HAS_EXTERNAL_VIEWS, AIRFLOW_V_3_1_PLUS
 from airflow_provider_kontext._ui import plugin
 
 
@@ -22,24 +23,25 @@ def test_registered_by_entry_point_and_in_the_provider_info() -> None:
 
 
 def test_views_on_task_instances_and_dag_runs_with_the_uis_placeholders() -> None:
-    views = {view["destination"]: view for view in plugin.KontextImagesPlugin.external_views}
+    apps, external_views = plugin._views(supported=True)
+    views = {view["destination"]: view for view in external_views}
     assert set(views) == {"task_instance", "dag_run"}
     assert views["task_instance"]["href"] == (
         "/kontext/ti?dag_id={DAG_ID}&run_id={RUN_ID}&task_id={TASK_ID}&map_index={MAP_INDEX}"
     )
     assert views["dag_run"]["href"] == "/kontext/run?dag_id={DAG_ID}&run_id={RUN_ID}"
-    (app,) = plugin.KontextImagesPlugin.fastapi_apps
+    (app,) = apps
     assert app["url_prefix"] == "/kontext"
 
 
-def test_below_airflow_3_1_the_plugin_registers_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
-    import airflow
-
-    monkeypatch.setattr(airflow, "__version__", "3.0.6")
-    assert plugin.airflow_supports_views() is False
-    assert plugin._views() == ([], [])
-    monkeypatch.setattr(airflow, "__version__", "3.1.0")
-    assert plugin._views() != ([], [])
+def test_the_plugin_registers_its_views_from_airflow_3_1() -> None:
+    """Documented: below 3.1 (no external views) the plugin registers nothing; the extra link stays."""
+    assert AIRFLOW_HAS_EXTERNAL_VIEWS is AIRFLOW_V_3_1_PLUS
+    apps, views = plugin._views(supported=AIRFLOW_V_3_1_PLUS)
+    assert plugin.KontextImagesPlugin.external_views == views
+    assert [app["url_prefix"] for app in plugin.KontextImagesPlugin.fastapi_apps] == [app["url_prefix"] for app in apps]
+    assert bool(views) is AIRFLOW_V_3_1_PLUS
+    assert plugin._views(supported=False) == ([], [])
 
 
 def test_loading_the_plugin_builds_no_app() -> None:
@@ -91,7 +93,10 @@ async def test_the_auth_manager_decides_per_dag(airflow_db: str, monkeypatch: py
 
     monkeypatch.setenv("AIRFLOW__API_AUTH__JWT_SECRET", "unit-test-secret-" * 4)
     manager = _OneDagHidden.build()
-    monkeypatch.setattr(api_app._AuthManagerState, "instance", manager)
+    if hasattr(api_app, "_AuthManagerState"):  # Airflow 3.2+
+        monkeypatch.setattr(api_app._AuthManagerState, "instance", manager)
+    else:  # 3.0, 3.1: a module global
+        monkeypatch.setattr(api_app, "auth_manager", manager)
     token = manager.generate_jwt(SimpleAuthManagerUser(username="vera", role="viewer"))  # type: ignore[attr-defined]
     transport = httpx.ASGITransport(app=plugin.LazyApp())
     headers = {"Authorization": f"Bearer {token}"}
@@ -103,5 +108,12 @@ async def test_the_auth_manager_decides_per_dag(airflow_db: str, monkeypatch: py
         )
     assert visible.status_code == 200
     assert "No Kontext images here" in visible.text
+    if not AIRFLOW_V_3_1_PLUS:
+        # Airflow 3.0's requires_access_dag reads the DAG id from the URL path only, never from the
+        # query: there this app could not refuse a DAG. One more reason the plugin mounts nothing
+        # below 3.1 (the README's version table).
+        assert hidden.status_code == 200
+        assert plugin.KontextImagesPlugin.fastapi_apps == []
+        return
     assert hidden.status_code == 403
     assert hidden_image.status_code == 403

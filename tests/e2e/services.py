@@ -175,8 +175,9 @@ def _wait_port(service: Service, probe: bytes, expect: bytes) -> None:
 def postgres(run_dir: Path) -> Iterator[tuple[Service, str]]:
     """A fresh Postgres cluster with an ``airflow`` database; yields it and its SQLAlchemy URL.
 
-    The cluster lives in a directory of its own under the system temp dir (pytest's are private
-    to root, and Postgres runs as the ``postgres`` user when we are root), removed afterwards.
+    The cluster lives in a directory of its own under ``/tmp``, not under ``$TMPDIR``: pytest's
+    directories and a test runner's private ``TMPDIR`` are root's alone, and Postgres runs as
+    the ``postgres`` user when we are root, so every parent must be one it can enter. Removed afterwards.
     Durability is off (``fsync``, ``synchronous_commit``, ``full_page_writes``): a test DB.
     """
     bin_dir = postgres_bin_dir()
@@ -189,7 +190,7 @@ def postgres(run_dir: Path) -> Iterator[tuple[Service, str]]:
         except KeyError as err:
             raise DeploymentError(f"running as root, but there is no {POSTGRES_USER!r} user to run Postgres") from err
         user = POSTGRES_USER
-    base = Path(tempfile.mkdtemp(prefix="kontext-pg-"))
+    base = Path(tempfile.mkdtemp(prefix="kontext-pg-", dir="/tmp"))
     data_dir = base / "data"
     log = run_dir / "postgres.log"
     if user is not None:

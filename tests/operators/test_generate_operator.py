@@ -11,9 +11,9 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from airflow.sdk.exceptions import TaskDeferred
 
 from airflow_provider_kontext import exceptions as exc
+from airflow_provider_kontext._compat import TaskDeferred
 from airflow_provider_kontext._protocol.polling import TaskWaiter
 from airflow_provider_kontext._protocol.record import TaskRecord, TaskStatus
 from airflow_provider_kontext.emulator import EmulatorServer

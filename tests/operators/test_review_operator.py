@@ -1,7 +1,8 @@
 """KontextReviewOperator's own logic: what is offered, what an answer approves, what the reviewer reads.
 
 The human-in-the-loop round trip itself (the form, the REST answer, the resume) runs against a
-real api-server in tests/e2e/test_review_hitl.py.
+real api-server in tests/e2e/test_review_hitl.py. The helpers below are plain Python and run on
+every Airflow; the operator itself needs 3.1 (human-in-the-loop).
 """
 
 from __future__ import annotations
@@ -9,10 +10,12 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
+import airflow
 import pytest
 
+from airflow_provider_kontext._compat import AIRFLOW_V_3_1_PLUS
 from airflow_provider_kontext._ui.items import item_from_record
-from airflow_provider_kontext.exceptions import KontextValidationError
+from airflow_provider_kontext.exceptions import KontextAirflowVersionError, KontextValidationError
 from airflow_provider_kontext.operators.review import (
     NONE_OF_THESE,
     REJECT_ALL,
@@ -94,7 +97,26 @@ def test_the_body_shows_each_image_and_escapes_what_the_results_say() -> None:
     assert "kie task id `kie-1`" in body
 
 
+def test_below_airflow_3_1_constructing_it_raises_the_typed_error() -> None:
+    """Documented: no human-in-the-loop before Airflow 3.1; the DAG fails to parse, saying why."""
+    if AIRFLOW_V_3_1_PLUS:
+        assert isinstance(KontextReviewOperator(task_id="r", results=[]), KontextReviewOperator)
+        return
+    for build in (
+        lambda: KontextReviewOperator(task_id="r", results=[result(1)]),
+        lambda: KontextReviewOperator.partial(task_id="r"),
+    ):
+        with pytest.raises(KontextAirflowVersionError) as info:
+            build()
+        assert str(info.value).startswith("KontextReviewOperator needs Airflow 3.1 or newer (human-in-the-loop")
+        assert (info.value.minimum_airflow, info.value.airflow_version) == ("3.1", airflow.__version__)
+
+
 def test_defaults_are_airflows_and_checked_for_their_form_at_parse_time() -> None:
+    if not AIRFLOW_V_3_1_PLUS:  # nothing to construct (the test above)
+        with pytest.raises(KontextAirflowVersionError):
+            KontextReviewOperator(task_id="r", results=[result(1)], defaults=REJECT_ALL)
+        return
     op = KontextReviewOperator(
         task_id="r", results=[result(1)], defaults=REJECT_ALL, response_timeout=timedelta(hours=1)
     )

@@ -7,9 +7,9 @@ HTTP; only the task-instance context is faked (:mod:`reliability.fake_airflow`).
 from __future__ import annotations
 
 import pytest
-from airflow.sdk.exceptions import AirflowSensorTimeout, TaskDeferred
 
 from airflow_provider_kontext import exceptions as exc
+from airflow_provider_kontext._compat import AirflowSensorTimeout, TaskDeferred
 from airflow_provider_kontext.emulator import EmulatorServer
 from airflow_provider_kontext.hooks.kontext import KontextHook
 from airflow_provider_kontext.sensors.task import KontextTaskSensor

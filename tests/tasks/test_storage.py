@@ -183,7 +183,8 @@ def test_resolve_output_path_expands_home() -> None:
 
 
 def test_resolve_output_path_keeps_connection_id() -> None:
-    assert resolve_output_path("s3://aws_default@bucket/prefix").conn_id == "aws_default"
+    # str() carries the connection id on every Airflow (``.conn_id`` exists from 3.2 only).
+    assert str(resolve_output_path("s3://aws_default@bucket/prefix")) == "s3://aws_default@bucket/prefix"
 
 
 @pytest.mark.parametrize(
@@ -264,7 +265,9 @@ def test_persist_image_to_an_object_store(
     stored = persist_image(KontextHook(), result_url, target, max_bytes=10 * 1024 * 1024)
     assert target.read_bytes() == reference_bytes(result_url)
     assert stored.size == len(target.read_bytes())
-    assert stored.path == "memory://kontext-tests/out/one.png"
+    # Airflow's own spelling of the URI: memory:///kontext-tests/... below 3.2 (universal-pathlib 0.2).
+    assert stored.path == str(target)
+    assert stored.path.replace(":///", "://") == "memory://kontext-tests/out/one.png"
 
 
 def test_failed_download_to_an_object_store_leaves_no_object(

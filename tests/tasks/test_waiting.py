@@ -13,9 +13,9 @@ from urllib.parse import urlsplit
 
 import pytest
 from airflow.sdk import BaseOperator
-from airflow.sdk.exceptions import TaskDeferred
 
 from airflow_provider_kontext import exceptions as exc
+from airflow_provider_kontext._compat import TaskDeferred
 from airflow_provider_kontext._protocol.defaults import DEFAULT_CONN_ID, DEFAULT_MAX_IMAGE_BYTES
 from airflow_provider_kontext._protocol.polling import WaitStatus
 from airflow_provider_kontext._tasks.task_defaults import DEFER_TIMEOUT_BUFFER_SECONDS

@@ -3,6 +3,10 @@
 The trigger runs in a real event loop against the emulator over real HTTP. Whether a real
 triggerer then ends the task is shown end to end in tests/e2e/test_end_from_trigger.py
 (``dag.test()`` resumes anyway).
+
+The tasks ask for it on Airflow 3.2+ only (``_compat.AIRFLOW_ENDS_TASKS_FROM_TRIGGERS``): below,
+every wait resumes on a worker and the sensor starts there, which the tests below assert on
+whichever Airflow runs them. The trigger itself does what it is told on every version.
 """
 
 from __future__ import annotations
@@ -15,10 +19,10 @@ from typing import Any
 import pytest
 from airflow.providers.standard.operators.empty import EmptyOperator
 from airflow.sdk import DAG, Asset
-from airflow.sdk.exceptions import TaskDeferred
 from airflow.triggers.base import TaskSuccessEvent, TriggerEvent
 
-from airflow_provider_kontext._tasks import task_defaults
+from airflow_provider_kontext import _compat
+from airflow_provider_kontext._compat import TaskDeferred
 from airflow_provider_kontext.emulator import EmulatorServer
 from airflow_provider_kontext.hooks.kontext import KontextHook
 from airflow_provider_kontext.operators.generate import KontextGenerateOperator
@@ -122,10 +126,25 @@ def deferred_trigger(op: KontextGenerateOperator) -> KontextTaskTrigger:
     return trigger
 
 
+ENDS_IN_TRIGGERER = _compat.AIRFLOW_ENDS_TASKS_FROM_TRIGGERS
+
+
+def on_this_airflow(mode: str | None) -> str | None:
+    """The end mode a task asks for here: ``mode`` on Airflow 3.2+, below always ``None`` (resume)."""
+    return mode if ENDS_IN_TRIGGERER else None
+
+
+def test_ending_in_the_triggerer_comes_with_airflow_3_2() -> None:
+    assert (_compat.AIRFLOW_RELEASE >= (3, 2)) == ENDS_IN_TRIGGERER
+
+
 def test_generate_without_output_path_asks_the_trigger_to_end_it(emulator: EmulatorServer) -> None:
     trigger = deferred_trigger(operator(deferrable=True))
-    assert trigger.end_from_trigger == "first"
-    assert trigger.creates is not None and trigger.creates[0]["create_stats"]["attempts"] == 1
+    assert trigger.end_from_trigger == on_this_airflow("first")
+    if ENDS_IN_TRIGGERER:
+        assert trigger.creates is not None and trigger.creates[0]["create_stats"]["attempts"] == 1
+    else:  # the create report travels in the resume kwargs instead
+        assert trigger.creates is None
 
 
 @pytest.mark.parametrize(
@@ -139,7 +158,7 @@ def test_generate_without_output_path_asks_the_trigger_to_end_it(emulator: Emula
 def test_the_worker_keeps_the_resume_when_it_has_work_left(
     emulator: EmulatorServer, kwargs: dict[str, Any], expected: str | None
 ) -> None:
-    assert deferred_trigger(operator(deferrable=True, **kwargs)).end_from_trigger == expected
+    assert deferred_trigger(operator(deferrable=True, **kwargs)).end_from_trigger == on_this_airflow(expected)
 
 
 def test_a_task_with_downstream_tasks_keeps_the_resume(emulator: EmulatorServer) -> None:
@@ -159,13 +178,10 @@ def test_a_subclass_that_overrides_the_resume_keeps_it(emulator: EmulatorServer)
 
 
 def test_older_airflow_keeps_the_resume(emulator: EmulatorServer, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(task_defaults, "END_FROM_TRIGGER_MIN_AIRFLOW", (99, 0))
-    task_defaults.airflow_ends_tasks_from_triggers.cache_clear()
-    try:
-        assert deferred_trigger(operator(deferrable=True)).end_from_trigger is None
-        assert not KontextTaskSensor(task_id="wait", kie_task_ids="t1", deferrable=True).start_from_trigger
-    finally:
-        task_defaults.airflow_ends_tasks_from_triggers.cache_clear()
+    """What Airflow below 3.2 gets, checked on every version (the flag is all the tasks read)."""
+    monkeypatch.setattr(_compat, "AIRFLOW_ENDS_TASKS_FROM_TRIGGERS", False)
+    assert deferred_trigger(operator(deferrable=True)).end_from_trigger is None
+    assert not KontextTaskSensor(task_id="wait", kie_task_ids="t1", deferrable=True).start_from_trigger
 
 
 # ------------------------------------------------------------------ the sensor
@@ -173,8 +189,11 @@ def test_older_airflow_keeps_the_resume(emulator: EmulatorServer, monkeypatch: p
 
 def test_sensor_with_literal_ids_starts_in_the_triggerer() -> None:
     sensor = KontextTaskSensor(task_id="wait", kie_task_ids=["t1", "t2"], deferrable=True, timeout=300)
-    assert sensor.start_from_trigger is True
+    assert sensor.start_from_trigger is ENDS_IN_TRIGGERER
     args = sensor.start_trigger_args
+    if not ENDS_IN_TRIGGERER:  # below 3.2: a worker starts it, as any deferrable sensor
+        assert args is None
+        return
     assert args is not None
     assert args.trigger_cls == "airflow_provider_kontext.triggers.task.KontextTaskTrigger"
     assert args.next_method == "execute_complete"
@@ -193,11 +212,15 @@ def test_sensor_with_downstream_tasks_starts_in_the_triggerer_but_resumes_to_end
     with DAG("kontext_sensor_downstream", schedule=None):
         sensor = KontextTaskSensor(task_id="wait", kie_task_ids="t1", deferrable=True)
         args = sensor.start_trigger_args
-        assert args is not None and args.trigger_kwargs is not None
-        assert args.trigger_kwargs["end_from_trigger"] == "first"
+        if ENDS_IN_TRIGGERER:
+            assert args is not None and args.trigger_kwargs is not None
+            assert args.trigger_kwargs["end_from_trigger"] == "first"
         sensor >> EmptyOperator(task_id="after")
     args = sensor.start_trigger_args  # read again, as Airflow does when it serializes the whole DAG
-    assert sensor.start_from_trigger is True
+    assert sensor.start_from_trigger is ENDS_IN_TRIGGERER
+    if not ENDS_IN_TRIGGERER:
+        assert args is None
+        return
     assert args is not None and args.trigger_kwargs is not None
     assert args.trigger_kwargs["end_from_trigger"] is None
 
