@@ -23,6 +23,11 @@ What differs, measured on 3.0.6, 3.1.8, 3.2.2 and 3.3.2:
   module raises at import.
 * Typed connection-form fields (provider-info ``conn-fields``) and a triggerer that ends a task
   from a ``TaskSuccessEvent`` and stores its XComs: 3.2.
+* A retry of a deferred task that failed on resume starts again from ``execute``: 3.1. Airflow
+  3.0 keeps the task instance's ``next_method`` / ``next_kwargs`` across tries (its execution
+  API's retry path does not clear them; 3.1 does), so the retry resumes with the same trigger
+  event and fails the same way.
+* ``start_from_trigger`` (a task deferred by the scheduler, no worker start): 3.3.
 * Retry policies (``retry_policy=``, ``airflow.sdk.definitions.retry_policy``), the task-instance
   state store (``context["task_state_store"]``, AIP-103) that lets a retry re-attach to kie tasks
   it already paid for, and ``BaseTrigger.on_kill``: 3.3.
@@ -64,14 +69,20 @@ REVIEW_MIN_AIRFLOW: Final = "3.1"  # human-in-the-loop (KontextReviewOperator)
 IMAGES_VIEWS_MIN_AIRFLOW: Final = "3.1"  # plugin external_views (the "Kontext images" views)
 CONN_FIELDS_MIN_AIRFLOW: Final = "3.2"  # typed connection-form fields
 END_FROM_TRIGGER_MIN_AIRFLOW: Final = "3.2"  # a TaskSuccessEvent ends the task, XComs stored
+START_FROM_TRIGGER_MIN_AIRFLOW: Final = "3.3"  # start_from_trigger (the sensor starts in the triggerer)
 RETRY_POLICY_MIN_AIRFLOW: Final = "3.3"  # retry_policy= (KontextRetryPolicy)
+RETRY_RESTARTS_MIN_AIRFLOW: Final = "3.1"  # a retry after a failed resume starts from execute
 REATTACH_MIN_AIRFLOW: Final = "3.3"  # the task-instance state store
 TRIGGER_ON_KILL_MIN_AIRFLOW: Final = "3.3"  # BaseTrigger.on_kill
 
 #: Airflow ends a task from its trigger's ``TaskSuccessEvent`` and stores the event's XComs
 #: (read in 3.2.2's and 3.3's ``models/trigger.py``; shown end to end on 3.3.2). Below, a deferred
-#: task always resumes on a worker, and a sensor never starts in the triggerer.
+#: task always resumes on a worker.
 AIRFLOW_ENDS_TASKS_FROM_TRIGGERS: Final = AIRFLOW_V_3_2_PLUS
+#: The scheduler defers a task with ``start_from_trigger`` straight to its trigger, no worker start
+#: (3.3; in 3.0 to 3.2's ``DagRun.schedule_tis`` that branch is commented out, "not backported to
+#: 3.2"). Below, the sensor starts on a worker like any deferrable task.
+AIRFLOW_STARTS_TASKS_FROM_TRIGGERS: Final = AIRFLOW_V_3_3_PLUS
 #: Plugins' ``external_views`` are shown by the UI (3.1+): the images views register nothing below.
 AIRFLOW_HAS_EXTERNAL_VIEWS: Final = AIRFLOW_V_3_1_PLUS
 
@@ -200,6 +211,28 @@ RETRY_POLICY_UNAVAILABLE_WARNING: Final = (
 )
 
 
+RETRY_RESUMES_SAME_EVENT_WARNING: Final = (
+    "Airflow %s keeps a deferred task's resume across tries (fixed in Airflow %s): if this task is "
+    "retried, each of its %d retries resumes with this same trigger event and fails the same way, "
+    "creating nothing. For retries that start again (and create anew), use deferrable=False."
+)
+
+
+def warn_retry_resumes_same_event(task: Any) -> bool:
+    """
+    Say, when a resumed try fails, that Airflow 3.0 will replay it on retry; return True if it warned.
+
+    Called from the resume method's failure path only: on 3.0 every later try of the task runs
+    that same method with the same event (see the module docstring), so the warning is in each
+    such try's log, next to the failure it is about.
+    """
+    retries = int(getattr(task, "retries", 0) or 0)
+    if AIRFLOW_V_3_1_PLUS or retries <= 0:
+        return False
+    task.log.warning(RETRY_RESUMES_SAME_EVENT_WARNING, _airflow_version, RETRY_RESTARTS_MIN_AIRFLOW, retries)
+    return True
+
+
 def warn_no_task_state_store(log: Any, context: Any) -> bool:
     """
     Say once per task instance that a retry will create new kie tasks; return True if it warned.
@@ -233,6 +266,7 @@ __all__ = [
     "AIRFLOW_ENDS_TASKS_FROM_TRIGGERS",
     "AIRFLOW_HAS_EXTERNAL_VIEWS",
     "AIRFLOW_RELEASE",
+    "AIRFLOW_STARTS_TASKS_FROM_TRIGGERS",
     "AIRFLOW_VERSION",
     "AIRFLOW_V_3_1_PLUS",
     "AIRFLOW_V_3_2_PLUS",
@@ -242,7 +276,9 @@ __all__ = [
     "IMAGES_VIEWS_MIN_AIRFLOW",
     "REATTACH_MIN_AIRFLOW",
     "RETRY_POLICY_MIN_AIRFLOW",
+    "RETRY_RESTARTS_MIN_AIRFLOW",
     "REVIEW_MIN_AIRFLOW",
+    "START_FROM_TRIGGER_MIN_AIRFLOW",
     "TRIGGER_ON_KILL_MIN_AIRFLOW",
     "AirflowException",
     "AirflowSensorTimeout",
@@ -256,4 +292,5 @@ __all__ = [
     "is_object_storage_path",
     "warn_no_retry_policy",
     "warn_no_task_state_store",
+    "warn_retry_resumes_same_event",
 ]

@@ -19,6 +19,7 @@ from airflow_provider_kontext import _compat
 from airflow_provider_kontext.emulator import EmulatorServer
 from airflow_provider_kontext.operators.batch import KontextBatchGenerateOperator
 from reliability.fake_airflow import DictStateStore, task_context
+from tests.operators.test_generate_operator import success_event
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -157,6 +158,55 @@ def test_below_3_3_a_try_with_retries_says_no_retry_policy_applies(
     assert airflow.__version__ in message
     assert f"{retries} retries" in message
     assert "content policy" in message
+
+
+REFUSED_EVENT = {
+    "status": "failed",
+    "records": [{"kie_task_id": "t1", "status": "GENERATE_FAILED", "error_code": 400}],
+    "message": "refused",
+}
+
+
+def _replay_warnings(capfd: pytest.CaptureFixture[str]) -> list[str]:
+    out, err = capfd.readouterr()
+    return [line for line in (out + err).splitlines() if "resumes with this same trigger event" in line]
+
+
+@pytest.mark.parametrize("retries", [0, 2])
+@pytest.mark.parametrize("kind", ["operator", "sensor"])
+def test_on_3_0_a_failed_resume_says_its_retries_replay_it(
+    capfd: pytest.CaptureFixture[str], retries: int, kind: str
+) -> None:
+    """Documented: Airflow 3.0 resumes a retried deferred task with the same event; the failed try says so."""
+    from airflow_provider_kontext.exceptions import KontextContentPolicyError
+    from airflow_provider_kontext.operators.generate import KontextGenerateOperator
+    from airflow_provider_kontext.sensors.task import KontextTaskSensor
+
+    task: Any = (
+        KontextGenerateOperator(task_id="g", prompt="x", deferrable=True, retries=retries)
+        if kind == "operator"
+        else KontextTaskSensor(task_id="s", kie_task_ids=["t1"], deferrable=True, retries=retries)
+    )
+    capfd.readouterr()
+    with pytest.raises(KontextContentPolicyError):
+        task.execute_complete(task_context(), REFUSED_EVENT)
+    warnings = _replay_warnings(capfd)
+    if _compat.AIRFLOW_V_3_1_PLUS or retries == 0:
+        assert warnings == []
+        return
+    (message,) = warnings
+    assert airflow.__version__ in message
+    assert f"{retries} retries" in message
+    assert "deferrable=False" in message
+
+
+def test_a_resume_that_succeeds_does_not_warn_about_replays(capfd: pytest.CaptureFixture[str]) -> None:
+    from airflow_provider_kontext.sensors.task import KontextTaskSensor
+
+    sensor = KontextTaskSensor(task_id="s", kie_task_ids=["t1"], deferrable=True, retries=2)
+    capfd.readouterr()
+    sensor.execute_complete(task_context(), success_event("t1"))
+    assert _replay_warnings(capfd) == []
 
 
 def test_a_feature_this_airflow_lacks_raises_the_typed_error_naming_it() -> None:

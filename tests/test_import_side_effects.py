@@ -164,11 +164,11 @@ def test_constructing_a_sensor_that_starts_in_the_triggerer_imports_none_of_it()
         "import airflow.sdk\n"
         "airflow.sdk.BaseOperator(task_id='any_task')\n"
         "before = set(sys.modules)\n"
-        "from airflow_provider_kontext._compat import AIRFLOW_ENDS_TASKS_FROM_TRIGGERS\n"
+        "from airflow_provider_kontext._compat import AIRFLOW_STARTS_TASKS_FROM_TRIGGERS\n"
         "from airflow_provider_kontext.sensors.task import KontextTaskSensor\n"
         "sensor = KontextTaskSensor(task_id='wait', kie_task_ids=['t1', 't2'], deferrable=True)\n"
-        "assert sensor.start_from_trigger is AIRFLOW_ENDS_TASKS_FROM_TRIGGERS\n"
-        "assert (sensor.start_trigger_args is not None) is AIRFLOW_ENDS_TASKS_FROM_TRIGGERS\n"
+        "assert sensor.start_from_trigger is AIRFLOW_STARTS_TASKS_FROM_TRIGGERS\n"
+        "assert (sensor.start_trigger_args is not None) is AIRFLOW_STARTS_TASKS_FROM_TRIGGERS\n"
         "print(json.dumps({'new': sorted(set(sys.modules) - before)}))\n"
     )
     new = run_python(code)["new"]

@@ -44,7 +44,7 @@ class EmulatorServer:
         http: str = "h11",
         loop: str = "auto",
         state: EmulatorState | None = None,
-        startup_timeout: float = 10.0,
+        startup_timeout: float = 120.0,
     ) -> None:
         self.config = config or EmulatorConfig(api_key="emulator-key")
         self.state = state or EmulatorState(self.config)

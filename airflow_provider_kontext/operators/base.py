@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator
 
-from airflow_provider_kontext._compat import conf, warn_no_retry_policy
+from airflow_provider_kontext._compat import conf, warn_no_retry_policy, warn_retry_resumes_same_event
 from airflow_provider_kontext._protocol.defaults import (
     DEFAULT_CONN_ID,
     DEFAULT_MAX_IMAGE_BYTES,
@@ -181,7 +181,11 @@ class KontextSubmitOperator(BaseOperator):
             timeout=wait_budget(self.timeout, self.execution_timeout),
             poll_interval=self.poll_interval,
         )
-        return self.finish(context, result, creates)
+        try:
+            return self.finish(context, result, creates)
+        except Exception:
+            warn_retry_resumes_same_event(self)
+            raise
 
     def trigger_end_mode(self) -> str | None:
         """How a successful deferred wait may end in the triggerer (its ``end_from_trigger``); ``None``: resume."""

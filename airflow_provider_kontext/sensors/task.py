@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseSensorOperator, PokeReturnValue
 
+from airflow_provider_kontext import _compat
 from airflow_provider_kontext._compat import conf
 from airflow_provider_kontext._protocol.defaults import (
     DEFAULT_CONN_ID,
@@ -16,7 +17,7 @@ from airflow_provider_kontext._protocol.defaults import (
 )
 from airflow_provider_kontext._protocol.request import check_task_id
 from airflow_provider_kontext._tasks.prepare import check_output_path, is_unrendered
-from airflow_provider_kontext._tasks.task_defaults import airflow_ends_tasks_from_triggers, apply_default_retry_policy
+from airflow_provider_kontext._tasks.task_defaults import apply_default_retry_policy
 from airflow_provider_kontext.links import KontextImageLink
 
 if TYPE_CHECKING:
@@ -55,7 +56,7 @@ class KontextTaskSensor(BaseSensorOperator):
     :param max_image_bytes: Refuse result files larger than this.
 
     With ``deferrable=True``, no ``output_path`` and ids written in the DAG file (not templated,
-    not an XCom), the sensor starts in the triggerer (Airflow 3.2+): no worker runs it unless the
+    not an XCom), the sensor starts in the triggerer (Airflow 3.3+): no worker runs it unless the
     wait fails, and then only to raise the typed error.
     """
 
@@ -90,7 +91,7 @@ class KontextTaskSensor(BaseSensorOperator):
         self._waiter: TaskWaiter | None = None
         if self._ids_known_at_parse():
             self._task_ids()  # a malformed id fails at parse time, not in the triggerer or a worker
-            if deferrable and output_path is None and airflow_ends_tasks_from_triggers():
+            if deferrable and output_path is None and _compat.AIRFLOW_STARTS_TASKS_FROM_TRIGGERS:
                 # Let Airflow defer this task straight to KontextTaskTrigger, no worker start first.
                 self.start_from_trigger = True
 
@@ -205,7 +206,13 @@ class KontextTaskSensor(BaseSensorOperator):
             from airflow_provider_kontext._compat import AirflowSensorTimeout
 
             raise AirflowSensorTimeout(result.message)
-        return self.finish(context, result)
+        try:
+            return self.finish(context, result)
+        except Exception:
+            from airflow_provider_kontext._compat import warn_retry_resumes_same_event
+
+            warn_retry_resumes_same_event(self)
+            raise
 
     def finish(self, context: Context, result: WaitResult) -> Any:
         """End the wait on the worker: raise the typed error, or store the images and return the result(s)."""

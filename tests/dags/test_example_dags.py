@@ -355,8 +355,21 @@ def test_a_refused_prompt_with_retries_costs_one_create_and_one_try(
             "refused_blocking": ("failed", 2),
             "refused_decorated": ("failed", 2),
         }
-        assert emulator.stats()["creates_accepted"] == 3 * 2
-        assert no_policy_warnings == 3 * 2, (out + err)[-3000:]
+        replay_warnings = (out + err).count("resumes with this same trigger event")
+        if AIRFLOW_V_3_1_PLUS:
+            assert emulator.stats()["creates_accepted"] == 3 * 2
+            assert no_policy_warnings == 3 * 2, (out + err)[-3000:]
+            assert replay_warnings == 0
+            return
+        # Airflow 3.0 keeps a deferred task's resume across tries (the README's table): the retry
+        # of each deferrable task resumes with the same refused event and creates nothing, and
+        # both its tries say so; only the blocking task's retry starts again and pays again.
+        # 3.0's dag.test() prints each task log record once or twice, depending on which
+        # handlers earlier tests in the process left installed: count in units of that factor.
+        assert emulator.stats()["creates_accepted"] == 2 + 1 + 1
+        echo = no_policy_warnings // (2 + 1 + 1)
+        assert echo in (1, 2) and no_policy_warnings == echo * (2 + 1 + 1), (out + err)[-3000:]
+        assert replay_warnings == echo * (2 * 2), (out + err)[-3000:]
         return
     assert no_policy_warnings == 0
     assert tries == {

@@ -34,6 +34,8 @@ from urllib.parse import quote
 import psutil
 import requests
 
+from airflow_provider_kontext._compat import AIRFLOW_V_3_2_PLUS
+
 BIN_DIR = Path(sys.executable).parent
 TERMINAL_RUN_STATES = frozenset({"success", "failed"})
 
@@ -310,14 +312,25 @@ class Deployment:
         """
         Per map index: how many times a worker started the task instance.
 
-        Counted from the event log's ``running`` rows, which the Execution API writes each time a
-        worker takes a task instance to ``running`` (the first start and every resume after a
-        deferral). A task that starts and ends in the triggerer has none.
+        From Airflow 3.2, counted from the event log's ``running`` rows, which the Execution API
+        writes each time a worker takes a task instance to ``running`` (the first start and every
+        resume after a deferral). 3.0 and 3.1's Execution API writes no such rows: there, counted
+        from the task's log files, where every worker start parses the DAG file once ("Filling up
+        the DagBag from"). A task that starts and ends in the triggerer has none either way.
         """
         starts: dict[int, int] = {}
-        for row in self.event_rows(dag_id, run_id, task_id):
-            if row["event"] == "running":
-                starts[int(row["map_index"])] = starts.get(int(row["map_index"]), 0) + 1
+        if AIRFLOW_V_3_2_PLUS:
+            for row in self.event_rows(dag_id, run_id, task_id):
+                if row["event"] == "running":
+                    starts[int(row["map_index"])] = starts.get(int(row["map_index"]), 0) + 1
+            return starts
+        task_dir = self.home / "logs" / f"dag_id={dag_id}" / f"run_id={run_id}" / f"task_id={task_id}"
+        for log in sorted(task_dir.glob("**/attempt=*.log")):
+            map_dir = log.parent.name
+            map_index = int(map_dir.removeprefix("map_index=")) if map_dir.startswith("map_index=") else -1
+            count = log.read_text(encoding="utf-8", errors="replace").count("Filling up the DagBag from")
+            if count:
+                starts[map_index] = starts.get(map_index, 0) + count
         return starts
 
     def create_kie_task(self, prompt: str, api_key: str) -> str:

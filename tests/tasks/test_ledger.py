@@ -45,7 +45,8 @@ def test_a_second_try_reattaches_and_creates_only_for_failed_or_changed_requests
     first_requests = [{"prompt": "a kettle"}, {"prompt": "a lamp"}, {"prompt": "a mug [emulator:generate_failed]"}]
     submit(first_requests, store)
     first = stored_ids(store)
-    KontextHook().wait_for_tasks([task_id for task_id in first if task_id], timeout=30)  # the third has failed
+    # The third has failed.
+    KontextHook().wait_for_tasks([task_id for task_id in first if task_id], timeout=30, poll_interval=0.2)
 
     second_requests = [first_requests[0], {"prompt": "a lamp", "aspect_ratio": "1:1"}, first_requests[2]]
     submit(second_requests, store)
@@ -89,7 +90,7 @@ def test_drop_unusable_forgets_only_tasks_that_failed(emulator: EmulatorServer) 
     succeeded = hook.create_task("a kettle")
     failed = hook.create_task("a lamp [emulator:generate_failed]")
     running = hook.create_task("a mug [emulator:slow=30]")
-    hook.wait_for_tasks([succeeded, failed], timeout=30)
+    hook.wait_for_tasks([succeeded, failed], timeout=30, poll_interval=0.2)
     unknown = "0" * 32  # a status that cannot be read: kept, a blind resubmit could pay twice
     store = DictStateStore()
     fingerprints = ["succeeded", "failed", "running", "unknown"]
@@ -107,7 +108,7 @@ def test_drop_unusable_forgets_only_tasks_that_failed(emulator: EmulatorServer) 
 def test_a_failed_create_reports_a_result_with_a_result_dicts_keys_naming_its_error(emulator: EmulatorServer) -> None:
     hook = KontextHook()
     kie_task_id = hook.create_task("a kettle")
-    (created,) = hook.wait_for_tasks([kie_task_id], timeout=30).result_dicts()
+    (created,) = hook.wait_for_tasks([kie_task_id], timeout=30, poll_interval=0.2).result_dicts()
     error = exc.KontextSubmissionOutcomeUnknownError("the answer to the create was lost", code=500)
 
     stats = {"attempts": 1, "accepted": 0, "rate_limited": 0, "maintenance": 0, "waited_seconds": 0.0}

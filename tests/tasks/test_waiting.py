@@ -69,7 +69,7 @@ def test_deferrable_finished_tasks_end_on_the_worker_after_one_check(emulator: E
     # Re-attached tasks (a retry, a sensor's ids) may be done already: no trip through the triggerer.
     hook = KontextHook()
     ids = [hook.create_task("a kettle"), hook.create_task("a lamp")]
-    hook.wait_for_tasks(ids, timeout=30)
+    hook.wait_for_tasks(ids, timeout=30, poll_interval=0.2)
     checks_before = requests_to(emulator, "record-info")
     result = wait_for(
         waiting_task(), hook, ids, kontext_conn_id=DEFAULT_CONN_ID, deferrable=True, poll_interval=5, budget=600
@@ -103,7 +103,7 @@ def test_store_images_copies_each_succeeded_image_under_the_task_instances_name(
 ) -> None:
     hook = KontextHook()
     ids = [hook.create_task("a kettle"), hook.create_task("a lamp [emulator:generate_failed]")]
-    records = hook.wait_for_tasks(ids, timeout=30).result_dicts()
+    records = hook.wait_for_tasks(ids, timeout=30, poll_interval=0.2).result_dicts()
     ti = FakeTaskInstance(dag_id="shop", run_id="manual__1", task_id="shots")
 
     stored = store_images(

@@ -127,6 +127,8 @@ def deferred_trigger(op: KontextGenerateOperator) -> KontextTaskTrigger:
 
 
 ENDS_IN_TRIGGERER = _compat.AIRFLOW_ENDS_TASKS_FROM_TRIGGERS
+#: The sensor's start in the triggerer needs more: Airflow 3.3's scheduler (``start_from_trigger``).
+STARTS_IN_TRIGGERER = _compat.AIRFLOW_STARTS_TASKS_FROM_TRIGGERS
 
 
 def on_this_airflow(mode: str | None) -> str | None:
@@ -180,6 +182,7 @@ def test_a_subclass_that_overrides_the_resume_keeps_it(emulator: EmulatorServer)
 def test_older_airflow_keeps_the_resume(emulator: EmulatorServer, monkeypatch: pytest.MonkeyPatch) -> None:
     """What Airflow below 3.2 gets, checked on every version (the flag is all the tasks read)."""
     monkeypatch.setattr(_compat, "AIRFLOW_ENDS_TASKS_FROM_TRIGGERS", False)
+    monkeypatch.setattr(_compat, "AIRFLOW_STARTS_TASKS_FROM_TRIGGERS", False)
     assert deferred_trigger(operator(deferrable=True)).end_from_trigger is None
     assert not KontextTaskSensor(task_id="wait", kie_task_ids="t1", deferrable=True).start_from_trigger
 
@@ -189,9 +192,9 @@ def test_older_airflow_keeps_the_resume(emulator: EmulatorServer, monkeypatch: p
 
 def test_sensor_with_literal_ids_starts_in_the_triggerer() -> None:
     sensor = KontextTaskSensor(task_id="wait", kie_task_ids=["t1", "t2"], deferrable=True, timeout=300)
-    assert sensor.start_from_trigger is ENDS_IN_TRIGGERER
+    assert sensor.start_from_trigger is STARTS_IN_TRIGGERER
     args = sensor.start_trigger_args
-    if not ENDS_IN_TRIGGERER:  # below 3.2: a worker starts it, as any deferrable sensor
+    if not STARTS_IN_TRIGGERER:  # below 3.3: a worker starts it, as any deferrable sensor
         assert args is None
         return
     assert args is not None
@@ -212,13 +215,13 @@ def test_sensor_with_downstream_tasks_starts_in_the_triggerer_but_resumes_to_end
     with DAG("kontext_sensor_downstream", schedule=None):
         sensor = KontextTaskSensor(task_id="wait", kie_task_ids="t1", deferrable=True)
         args = sensor.start_trigger_args
-        if ENDS_IN_TRIGGERER:
+        if STARTS_IN_TRIGGERER:
             assert args is not None and args.trigger_kwargs is not None
             assert args.trigger_kwargs["end_from_trigger"] == "first"
         sensor >> EmptyOperator(task_id="after")
     args = sensor.start_trigger_args  # read again, as Airflow does when it serializes the whole DAG
-    assert sensor.start_from_trigger is ENDS_IN_TRIGGERER
-    if not ENDS_IN_TRIGGERER:
+    assert sensor.start_from_trigger is STARTS_IN_TRIGGERER
+    if not STARTS_IN_TRIGGERER:
         assert args is None
         return
     assert args is not None and args.trigger_kwargs is not None

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -131,7 +132,15 @@ async def test_resume_from_serialized_kwargs_keeps_the_deadline(emulator: Emulat
 async def test_polls_sleep_the_interval_clipped_to_the_deadline(
     emulator: EmulatorServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    task_id = KontextHook().create_task("slow [emulator:slow=60]")
+    """
+    The trigger's clock is virtual here: each sleep it asks for advances it by exactly that much.
+
+    So the test counts the sleeps and polls the trigger chose, and a loaded machine (a slow poll,
+    a late wake-up) cannot change them: 25 s to the deadline at a 10 s interval is 10, 10, then 5.
+    """
+    task_id = KontextHook().create_task("slow [emulator:slow=600]")
+    start = time.time()
+    clock = [start]
     sleeps: list[float] = []
     real_sleep = asyncio.sleep
     test_loop = asyncio.get_running_loop()
@@ -140,15 +149,16 @@ async def test_polls_sleep_the_interval_clipped_to_the_deadline(
         if asyncio.get_running_loop() is not test_loop:  # the emulator's own loop, in its thread
             return await real_sleep(delay, *args)
         sleeps.append(delay)
-        return await real_sleep(0.05)
+        clock[0] += delay
+        return await real_sleep(0)
 
     monkeypatch.setattr(trigger_module.asyncio, "sleep", fake_sleep)
-    trigger = KontextTaskTrigger("kontext_default", [task_id], end_time=time.time() + 0.6, poll_interval=10)
+    monkeypatch.setattr(trigger_module, "time", SimpleNamespace(time=lambda: clock[0]))
+    trigger = KontextTaskTrigger("kontext_default", [task_id], end_time=start + 25, poll_interval=10)
     event = await only_event(trigger)
     assert event["status"] == "timeout"
-    assert len(sleeps) >= 2
-    assert all(0 <= delay <= 0.6 for delay in sleeps), sleeps
-    assert requests_to(emulator, "record-info") == len(sleeps)
+    assert sleeps == [10, 10, 5]
+    assert requests_to(emulator, "record-info") == 3  # one poll before each sleep, none after the deadline
 
 
 async def test_transient_poll_errors_are_tolerated(emulator: EmulatorServer) -> None:
