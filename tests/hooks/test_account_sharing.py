@@ -115,9 +115,7 @@ def account(emulator: EmulatorServer, monkeypatch: pytest.MonkeyPatch) -> Emulat
 
 
 def no_shared_window(emulator: EmulatorServer, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(
-        CONN_ENV, connection_json(emulator.base_url, share_rate_limit=False, rate_window_seconds=WINDOW)
-    )
+    monkeypatch.setenv(CONN_ENV, connection_json(emulator.base_url, share_rate_limit=False, rate_window_seconds=WINDOW))
 
 
 def assert_all_created_once(emulator: EmulatorServer, outcomes: list[dict[str, Any]], images: int) -> None:

@@ -45,7 +45,8 @@ def test_a_second_try_reattaches_and_creates_only_for_failed_or_changed_requests
     first_requests = [{"prompt": "a kettle"}, {"prompt": "a lamp"}, {"prompt": "a mug [emulator:generate_failed]"}]
     submit(first_requests, store)
     first = stored_ids(store)
-    KontextHook().wait_for_tasks([task_id for task_id in first if task_id], timeout=30, poll_interval=0.2)  # the third has failed
+    # The third has failed.
+    KontextHook().wait_for_tasks([task_id for task_id in first if task_id], timeout=30, poll_interval=0.2)
 
     second_requests = [first_requests[0], {"prompt": "a lamp", "aspect_ratio": "1:1"}, first_requests[2]]
     submit(second_requests, store)
