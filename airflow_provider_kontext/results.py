@@ -14,7 +14,8 @@ TASK_ID_KEY: Final = "kie_task_id"
 TASK_IDS_KEY: Final = "kie_task_ids"
 #: The (first) result image URL; also what the "Kontext image" extra link opens.
 RESULT_IMAGE_URL_KEY: Final = "result_image_url"
-#: Every result image URL, in the order the tasks were given.
+#: Every result image URL, in the order the tasks were given (a task with several images, e.g. a
+#: Market model's ``max_images``, adds all of them; a failed task adds one ``None``).
 RESULT_IMAGE_URLS_KEY: Final = "result_image_urls"
 #: The items a ``KontextReviewOperator`` put in front of a reviewer, each with its ``review`` decision.
 REVIEW_ITEMS_KEY: Final = "kontext_review_items"
@@ -31,9 +32,21 @@ END_MODES: Final = frozenset({END_RETURN_FIRST, END_RETURN_ALL, END_RETURN_NOTHI
 SUCCESS_EVENT_PAYLOAD: Final = "success"
 
 
+def image_urls(record: dict[str, Any]) -> list[str]:
+    """Every image URL of one finished result, in kie's order (one for Flux Kontext)."""
+    urls = record.get("result_image_urls")
+    if isinstance(urls, list) and urls:
+        return [url for url in urls if isinstance(url, str)]
+    first = record.get("result_image_url")
+    return [first] if isinstance(first, str) and first else []
+
+
 def image_url_xcoms(records: list[dict[str, Any]]) -> dict[str, Any]:
     """The image-URL XComs of finished results (``None`` for a failed item), by key. Pure: no I/O."""
-    urls = [record.get("result_image_url") if record.get("status") == "SUCCESS" else None for record in records]
+    urls: list[str | None] = []
+    for record in records:
+        found = image_urls(record) if record.get("status") == "SUCCESS" else []
+        urls.extend(found or [None])
     return {RESULT_IMAGE_URL_KEY: urls[0] if urls else None, RESULT_IMAGE_URLS_KEY: urls}
 
 

@@ -37,7 +37,14 @@ from airflow_provider_kontext._protocol.record import (
     parse_market_record,
     parse_record,
 )
-from airflow_provider_kontext._protocol.request import WIRE_NAMES, GenerateRequest, check_http_url, check_task_id
+from airflow_provider_kontext._protocol.request import (
+    WIRE_NAMES,
+    CreateRequest,
+    GenerateRequest,
+    MarketRequest,
+    check_http_url,
+    check_task_id,
+)
 from airflow_provider_kontext.exceptions import (
     KontextAuthError,
     KontextContentPolicyError,
@@ -126,6 +133,39 @@ class ApiRequest:
 
 def generate_request(request: GenerateRequest) -> ApiRequest:
     return ApiRequest(Endpoint.GENERATE, json_body=request.to_payload())
+
+
+def create_request(request: CreateRequest) -> ApiRequest:
+    """The create of either family: a Kontext ``generate`` or a Market ``createTask``."""
+    if isinstance(request, MarketRequest):
+        return market_create_request(request.model, request.input, request.callback_url, validate=request.catalogued)
+    return generate_request(request)
+
+
+def status_endpoint(api: ApiFamily) -> Endpoint:
+    """Where a task of family ``api`` is read."""
+    return Endpoint.MARKET_RECORD_INFO if api is ApiFamily.MARKET else Endpoint.RECORD_INFO
+
+
+def status_request(task_id: str, api: ApiFamily) -> ApiRequest:
+    """The status read of a task of family ``api``: each family has its own endpoint."""
+    return market_record_request(task_id) if api is ApiFamily.MARKET else record_info_request(task_id)
+
+
+def parse_create_response(
+    endpoint: Endpoint, http_status: int, body: bytes, headers: Mapping[str, str] | None = None
+) -> str:
+    """The new task id of a create of either family (``endpoint`` says which), or the error."""
+    return _parse_create_response(endpoint, http_status, body, headers)
+
+
+def parse_status_response(
+    api: ApiFamily, http_status: int, body: bytes, headers: Mapping[str, str] | None = None, *, task_id: str
+) -> TaskRecord:
+    """A task's record from the status endpoint of its family."""
+    if api is ApiFamily.MARKET:
+        return parse_market_record_response(http_status, body, headers, task_id=task_id)
+    return parse_record_info_response(http_status, body, headers, task_id=task_id)
 
 
 def record_info_request(task_id: str) -> ApiRequest:

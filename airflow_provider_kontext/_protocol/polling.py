@@ -35,8 +35,8 @@ from airflow_provider_kontext._protocol.defaults import (
     DEFAULT_NOT_FOUND_GRACE_SECONDS,
     DEFAULT_POLL_INTERVAL_SECONDS,
 )
-from airflow_provider_kontext._protocol.envelope import Endpoint
-from airflow_provider_kontext._protocol.record import TaskRecord, TaskStatus
+from airflow_provider_kontext._protocol.envelope import status_endpoint
+from airflow_provider_kontext._protocol.record import ApiFamily, TaskRecord, TaskStatus
 from airflow_provider_kontext._protocol.request import check_task_ids
 from airflow_provider_kontext._protocol.retry import is_retryable
 from airflow_provider_kontext.exceptions import (
@@ -234,6 +234,7 @@ class TaskWaiter:
     :param max_consecutive_failures: Transient poll errors in a row tolerated before giving up.
     :param not_found_since: When the grace starts at the latest, e.g. the first poke of a
         rescheduled sensor, which keeps no memory between pokes.
+    :param api: The API family of the tasks (one per wait): which status endpoint a poll reads.
     """
 
     def __init__(
@@ -244,13 +245,15 @@ class TaskWaiter:
         not_found_grace: float = DEFAULT_NOT_FOUND_GRACE_SECONDS,
         max_consecutive_failures: int = MAX_CONSECUTIVE_POLL_FAILURES,
         not_found_since: float | None = None,
+        api: ApiFamily = ApiFamily.KONTEXT,
     ) -> None:
         ids = check_task_ids(kie_task_ids)
+        self.api = ApiFamily(api)
         self.end_time = end_time
         self.not_found_grace = not_found_grace
         self.max_consecutive_failures = max_consecutive_failures
         self._not_found_since = not_found_since
-        self._records: dict[str, TaskRecord] = {task_id: TaskRecord.pending(task_id) for task_id in ids}
+        self._records: dict[str, TaskRecord] = {task_id: TaskRecord.pending(task_id, api=self.api) for task_id in ids}
         self._first_null: dict[str, float] = {}
         self._consecutive_failures = 0
         self._last_error: BaseException | None = None
@@ -296,13 +299,13 @@ class TaskWaiter:
                 f"(recordInfo is null; grace {self.not_found_grace:.0f}s). Check the task id and the "
                 "connection's account.",
                 kie_task_id=task_id,
-                endpoint=Endpoint.RECORD_INFO.label,
+                endpoint=status_endpoint(self.api).label,
             )
 
     def on_error(self, error: BaseException, *, task_id: str | None = None, now: float) -> None:
         """Feed one failed poll: transient errors are tolerated up to a limit, permanent ones end the wait."""
         self._last_error = error
-        if not is_retryable(Endpoint.RECORD_INFO, error):
+        if not is_retryable(status_endpoint(self.api), error):
             self._fatal = (
                 error
                 if isinstance(error, KontextError)

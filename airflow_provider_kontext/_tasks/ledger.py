@@ -20,8 +20,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
-from airflow_provider_kontext._protocol.record import TaskRecord, TaskStatus
-from airflow_provider_kontext._tasks.prepare import fingerprint, materialize
+from airflow_provider_kontext._protocol.record import ApiFamily, TaskRecord, TaskStatus
+from airflow_provider_kontext._tasks.prepare import fingerprint, item_api, materialize
 from airflow_provider_kontext.exceptions import KontextError
 from airflow_provider_kontext.results import NOT_CREATED_STATUS
 
@@ -84,7 +84,7 @@ class SubmissionLedger:
                 ],
             )
 
-    def drop_unusable(self, hook: KontextHook, log: Any) -> None:
+    def drop_unusable(self, hook: KontextHook, log: Any, api: ApiFamily = ApiFamily.KONTEXT) -> None:
         """
         Keep ids whose task is still running or succeeded; forget those that failed.
 
@@ -95,7 +95,7 @@ class SubmissionLedger:
             if task_id is None:
                 continue
             try:
-                record = hook.get_task(task_id)
+                record = hook.get_task(task_id, api=api)
             except KontextError as err:
                 log.warning("Could not check earlier kie task %s (%s); re-attaching to it.", task_id, err)
                 continue
@@ -135,9 +135,14 @@ class Created(NamedTuple):
         entry: dict[str, Any] = {"create_stats": self.stats}
         if self.kie_task_id is None:
             record: dict[str, Any] = dict.fromkeys(TaskRecord.__dataclass_fields__)
-            for name in ("prompt", "model", "aspect_ratio", "output_format"):
-                value = item.get(name)
+            market_input = item.get("input")
+            fields = market_input if isinstance(market_input, dict) else item
+            for name in ("prompt", "aspect_ratio", "output_format"):
+                value = fields.get(name)
                 record[name] = value if isinstance(value, str) else None
+            record["model"] = item.get("model") if isinstance(item.get("model"), str) else None
+            record["api"] = item_api(item).value
+            record["result_image_urls"] = []
             error = self.error
             record.update(
                 status=NOT_CREATED_STATUS,
@@ -170,7 +175,7 @@ def submit_once(
     """
     ledger = SubmissionLedger(context, [fingerprint(item) for item in items])
     if ledger.load():
-        ledger.drop_unusable(hook, hook.log)
+        ledger.drop_unusable(hook, hook.log, item_api(items[0]))
     todo = ledger.missing()
     if todo and not ledger.available:
         from airflow_provider_kontext._compat import warn_no_task_state_store

@@ -1,6 +1,8 @@
 """Turn rendered operator fields into sendable requests: validate everything first, upload last.
 
-``input_image`` may be an http(s) URL or something to upload first (a local path, an
+An item is a Flux Kontext request (``prompt`` and the generate fields) or a Market one (``model``
+and its ``input``, told apart by the ``input`` key). ``input_image``, and every image field of a
+Market model's ``input``, may be an http(s) URL or something to upload first (a local path, an
 ``ObjectStoragePath``). The order matters for money and for clarity: every field of every item
 is validated before any HTTP request (an upload placeholder stands in for a not-yet-uploaded
 image, so the edit-mode rules such as ``safety_tolerance <= 2`` still apply), and uploads
@@ -16,10 +18,13 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlsplit
 
-from airflow_provider_kontext._protocol.request import OPTIONAL_FIELDS, GenerateRequest
+from airflow_provider_kontext._protocol.record import ApiFamily
+from airflow_provider_kontext._protocol.request import OPTIONAL_FIELDS, CreateRequest, GenerateRequest, MarketRequest
 from airflow_provider_kontext.exceptions import KontextValidationError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from airflow_provider_kontext.hooks.kontext import KontextHook
 
 #: Stands in for an image that will be uploaded, during validation only; never sent.
@@ -54,7 +59,16 @@ def needs_upload(value: Any) -> bool:
     return not (isinstance(value, str) and value.strip().lower().startswith(("http://", "https://")))
 
 
-def validate_item(fields: Mapping[str, Any], *, prefix: str | None = None) -> GenerateRequest:
+#: The keys of a Market item besides ``input``; everything else of a Market task goes in ``input``.
+MARKET_ITEM_KEYS: Final = ("model", "input", "callback_url", "allow_uncatalogued_model")
+
+
+def item_api(fields: Mapping[str, Any]) -> ApiFamily:
+    """The API family an item is for: Market when it has an ``input``, Flux Kontext otherwise."""
+    return ApiFamily.MARKET if "input" in fields else ApiFamily.KONTEXT
+
+
+def validate_item(fields: Mapping[str, Any], *, prefix: str | None = None) -> CreateRequest:
     """
     Validate one item's fields (uploads stood in for); errors name ``prefix.field``.
 
@@ -64,27 +78,11 @@ def validate_item(fields: Mapping[str, Any], *, prefix: str | None = None) -> Ge
         raise KontextValidationError(
             f"{prefix} must be a dict of generate fields, got {type(fields).__name__}.", field=prefix
         )
+    if item_api(fields) is ApiFamily.MARKET:
+        return _validate_market_item(fields, prefix)
     candidate = dict(fields)
     if needs_upload(candidate.get("input_image")):
-        source = candidate["input_image"]
-        if isinstance(source, str) and (("://" in source and not _is_file_uri(source)) or not source.strip()):
-            raise _named(
-                KontextValidationError(
-                    f"input_image must be an http(s) URL, a local file path or a file:// URI, got {source!r}; "
-                    "pass other storage (s3://, gs://, ...) as an ObjectStoragePath.",
-                    field="input_image",
-                ),
-                prefix,
-            )
-        if not isinstance(source, (str, os.PathLike)) and not hasattr(source, "open"):
-            raise _named(
-                KontextValidationError(
-                    f"input_image must be an http(s) URL, a local path or an ObjectStoragePath, "
-                    f"got {type(source).__name__}.",
-                    field="input_image",
-                ),
-                prefix,
-            )
+        _check_upload_source(candidate["input_image"], "input_image", prefix)
         candidate["input_image"] = UPLOAD_PLACEHOLDER
     if "prompt" not in candidate:
         raise _named(KontextValidationError("prompt is required.", field="prompt"), prefix)
@@ -92,6 +90,75 @@ def validate_item(fields: Mapping[str, Any], *, prefix: str | None = None) -> Ge
         return GenerateRequest.from_fields(**candidate)
     except KontextValidationError as err:
         raise _named(err, prefix) from None
+
+
+def _validate_market_item(fields: Mapping[str, Any], prefix: str | None) -> MarketRequest:
+    unknown = sorted(name for name, value in fields.items() if value is not None and name not in MARKET_ITEM_KEYS)
+    if unknown:
+        raise _named(
+            KontextValidationError(
+                f"{unknown[0]} is not a field of a Market request ({', '.join(MARKET_ITEM_KEYS)}): a Market "
+                f"model's own fields go in input.",
+                field=unknown[0],
+            ),
+            prefix,
+        )
+    if not fields.get("model"):
+        raise _named(KontextValidationError("model is required with input.", field="model"), prefix)
+    values = {key: value for key, value in fields.items() if value is not None}
+    source = values.get("input")
+    if isinstance(source, Mapping):
+        values["input"] = _map_uploads(values["model"], source, prefix, lambda value, field: UPLOAD_PLACEHOLDER)
+    try:
+        return MarketRequest(**values)
+    except KontextValidationError as err:
+        raise _named(err, prefix) from None
+
+
+def _map_uploads(
+    model: Any, input: Mapping[str, Any], prefix: str | None, upload: Callable[[Any, str], str]
+) -> dict[str, Any]:
+    """``input`` with every value to upload in the model's image fields replaced by ``upload(value, field)``."""
+    from airflow_provider_kontext._protocol.catalog import catalog_models, image_url_fields
+
+    if not isinstance(model, str) or model not in catalog_models():
+        return dict(input)  # an uncatalogued model's image fields are unknown: URLs only
+    result = dict(input)
+    for name in image_url_fields(model):
+        value = result.get(name)
+        field = f"input.{name}"
+        if isinstance(value, (list, tuple)):
+            items = list(value)
+            for index, item in enumerate(items):
+                if needs_upload(item):
+                    _check_upload_source(item, f"{field}[{index}]", prefix)
+                    items[index] = upload(item, f"{field}[{index}]")
+            result[name] = items
+        elif needs_upload(value):
+            _check_upload_source(value, field, prefix)
+            result[name] = upload(value, field)
+    return result
+
+
+def _check_upload_source(source: Any, field: str, prefix: str | None) -> None:
+    """An image to upload must be a local path, a ``file://`` URI or an ``ObjectStoragePath``."""
+    if isinstance(source, str) and (("://" in source and not _is_file_uri(source)) or not source.strip()):
+        raise _named(
+            KontextValidationError(
+                f"{field} must be an http(s) URL, a local file path or a file:// URI, got {source!r}; "
+                "pass other storage (s3://, gs://, ...) as an ObjectStoragePath.",
+                field=field,
+            ),
+            prefix,
+        )
+    if not isinstance(source, (str, os.PathLike)) and not hasattr(source, "open"):
+        raise _named(
+            KontextValidationError(
+                f"{field} must be an http(s) URL, a local path or an ObjectStoragePath, got {type(source).__name__}.",
+                field=field,
+            ),
+            prefix,
+        )
 
 
 def returned_fields(value: Any, *, decorator: str, prefix: str | None = None) -> dict[str, Any]:
@@ -113,11 +180,21 @@ def returned_fields(value: Any, *, decorator: str, prefix: str | None = None) ->
     )
 
 
-def validate_items(items: Any) -> list[GenerateRequest]:
-    """Validate a batch's ``requests`` list; errors name ``requests[i].field``."""
+def validate_items(items: Any) -> list[CreateRequest]:
+    """Validate a batch's ``requests`` list (one API family for all); errors name ``requests[i].field``."""
     if not isinstance(items, list) or not items:
         raise KontextValidationError("requests must be a non-empty list of dicts.", field="requests")
-    return [validate_item(item, prefix=f"requests[{index}]") for index, item in enumerate(items)]
+    requests = [validate_item(item, prefix=f"requests[{index}]") for index, item in enumerate(items)]
+    families = [item_api(item) for item in items]
+    if len(set(families)) > 1:
+        index = families.index(families[-1] if families[0] is ApiFamily.KONTEXT else ApiFamily.KONTEXT)
+        raise KontextValidationError(
+            f"requests[{index}]: one batch waits on one API family, and requests[0] is a "
+            f"{families[0].value} request while this one is not; split them into two batches (they "
+            "share the account's create limit either way).",
+            field=f"requests[{index}]",
+        )
+    return requests
 
 
 def fingerprint(fields: Mapping[str, Any]) -> str:
@@ -131,15 +208,27 @@ def fingerprint(fields: Mapping[str, Any]) -> str:
     return hashlib.sha256(json.dumps(canonical, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def materialize(hook: KontextHook, fields: Mapping[str, Any]) -> GenerateRequest:
-    """The request to send: upload ``input_image`` first when it is not a URL."""
+def materialize(hook: KontextHook, fields: Mapping[str, Any]) -> CreateRequest:
+    """The request to send: upload ``input_image`` (or a Market input's local images) first."""
+    if item_api(fields) is ApiFamily.MARKET:
+        values = {key: value for key, value in fields.items() if value is not None}
+        values["input"] = _map_uploads(
+            values["model"], values["input"], None, lambda source, field: _upload(hook, source, field)
+        )
+        return MarketRequest(**values)
     values = dict(fields)
     source = values.get("input_image")
     if needs_upload(source):
-        if isinstance(source, str) and _is_file_uri(source):
-            source = urlsplit(source).path  # a file:// URI, e.g. a stored_path from an earlier task
-        values["input_image"] = hook.resolve_input_image(source)
+        values["input_image"] = _upload(hook, source, "input_image")
     return GenerateRequest.from_fields(**values)
+
+
+def _upload(hook: KontextHook, source: Any, field: str) -> str:
+    if isinstance(source, str) and _is_file_uri(source):
+        source = urlsplit(source).path  # a file:// URI, e.g. a stored_path from an earlier task
+    uploaded = hook.resolve_input_image(source, field=field)
+    assert uploaded is not None  # only set values are uploaded
+    return uploaded
 
 
 def _is_file_uri(value: str) -> bool:

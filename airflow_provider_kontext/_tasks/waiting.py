@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_provider_kontext._protocol.defaults import DEFAULT_CONN_ID, DEFAULT_MAX_IMAGE_BYTES
 from airflow_provider_kontext._protocol.polling import PollSchedule, TaskWaiter, WaitResult, WaitStatus
-from airflow_provider_kontext._protocol.record import TaskStatus
+from airflow_provider_kontext._protocol.record import ApiFamily, TaskStatus
 from airflow_provider_kontext._tasks.task_defaults import DEFER_TIMEOUT_BUFFER_SECONDS
 from airflow_provider_kontext.exceptions import KontextError
 from airflow_provider_kontext.results import SUCCESS_EVENT_PAYLOAD, publish
@@ -49,9 +49,10 @@ def wait_for(
     resume_kwargs: dict[str, Any] | None = None,
     end_from_trigger: str | None = None,
     creates: Sequence[Mapping[str, Any]] | None = None,
+    api: ApiFamily = ApiFamily.KONTEXT,
 ) -> WaitResult:
     """
-    Wait for ``kie_task_ids`` on the worker, or defer to :class:`KontextTaskTrigger` when ``deferrable``.
+    Wait for ``kie_task_ids`` (one API family, ``api``) on the worker, or defer to :class:`KontextTaskTrigger`.
 
     Returns only when the wait finished on the worker; a deferred wait raises ``TaskDeferred``
     and finishes in the task's ``execute_complete``, which gets ``resume_kwargs`` as keyword
@@ -67,12 +68,12 @@ def wait_for(
     """
     schedule = PollSchedule(interval=poll_interval, first_delay=None if just_created else 0.0)
     if not deferrable:
-        return hook.wait_for_tasks(kie_task_ids, timeout=budget, schedule=schedule)
+        return hook.wait_for_tasks(kie_task_ids, timeout=budget, schedule=schedule, api=api)
     end_time = time.time() + budget
     first_check = schedule.first_poll_delay
     if not just_created:
         try:
-            outcome = hook.poll(TaskWaiter(kie_task_ids, end_time=end_time))
+            outcome = hook.poll(TaskWaiter(kie_task_ids, end_time=end_time, api=api))
         except KontextError as err:
             task.log.warning("Status check before deferring failed (%s); deferring anyway.", err)
             outcome = None
@@ -90,6 +91,7 @@ def wait_for(
             first_poll_at=time.time() + first_check,
             end_from_trigger=end_from_trigger,
             creates=creates if end_from_trigger else None,
+            api=api.value,
         ),
         method_name="execute_complete",
         kwargs=resume_kwargs,
@@ -105,6 +107,7 @@ def resumed_result(
     ended_ids: Callable[[], Sequence[str]] | None,
     timeout: float,
     poll_interval: float,
+    api: ApiFamily = ApiFamily.KONTEXT,
 ) -> WaitResult:
     """
     The result a resumed task finishes with: its trigger's event, validated.
@@ -116,7 +119,7 @@ def resumed_result(
     """
     if ended_ids is not None and isinstance(event, str) and event == SUCCESS_EVENT_PAYLOAD:
         schedule = PollSchedule(interval=poll_interval, first_delay=0.0)
-        return hook.wait_for_tasks(list(ended_ids()), timeout=timeout, schedule=schedule)
+        return hook.wait_for_tasks(list(ended_ids()), timeout=timeout, schedule=schedule, api=api)
     return WaitResult.from_event(event)
 
 

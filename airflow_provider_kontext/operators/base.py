@@ -18,6 +18,7 @@ from airflow_provider_kontext._protocol.defaults import (
     DEFAULT_POLL_INTERVAL_SECONDS,
     DEFAULT_TIMEOUT_SECONDS,
 )
+from airflow_provider_kontext._protocol.record import ApiFamily
 from airflow_provider_kontext._protocol.request import check_poll_interval
 from airflow_provider_kontext._tasks.prepare import check_output_path
 from airflow_provider_kontext._tasks.task_defaults import apply_default_retry_policy
@@ -163,6 +164,7 @@ class KontextSubmitOperator(BaseOperator):
             resume_kwargs={"creates": creates},
             end_from_trigger=self.trigger_end_mode() if self.deferrable and all_sent else None,
             creates=creates,
+            api=self.task_api,
         )
         return self.finish(context, result, creates)
 
@@ -180,12 +182,18 @@ class KontextSubmitOperator(BaseOperator):
             else None,
             timeout=wait_budget(self.timeout, self.execution_timeout),
             poll_interval=self.poll_interval,
+            api=self.task_api,
         )
         try:
             return self.finish(context, result, creates)
         except Exception:
             warn_retry_resumes_same_event(self)
             raise
+
+    @property
+    def task_api(self) -> ApiFamily:
+        """The API family of this task's items (one per task): where their status is read."""
+        return ApiFamily.KONTEXT
 
     def trigger_end_mode(self) -> str | None:
         """How a successful deferred wait may end in the triggerer (its ``end_from_trigger``); ``None``: resume."""
