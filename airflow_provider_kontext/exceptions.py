@@ -66,8 +66,9 @@ class KontextUnknownModelError(KontextValidationError):
     The Market ``model`` is not in the provider's catalog, so its ``input`` cannot be checked.
 
     Either a typo (``suggestions`` holds close catalog slugs) or a model kie has that the catalog
-    does not describe (``uncatalogued_reason`` says why). The ``validate=False`` opt-out sends it
-    unchecked; catching this class is how a caller tells the two cases from a bad field.
+    does not describe (``uncatalogued_reason`` says why). The ``allow_uncatalogued_model`` opt-out
+    sends it with only its shape checked; catching this class is how a caller tells the two
+    cases from a bad field.
 
     :param model: The slug as given.
     :param suggestions: Close catalog slugs, best first.
@@ -109,6 +110,22 @@ class KontextKeyLimitError(KontextError):
     window and sending again meets the same refusal. Raise the key's limit (or use another key);
     the account's credits are not the problem.
     """
+
+
+class KontextCostLimitError(KontextError):
+    """
+    A task's requests would cost more than its ``max_credits`` at the catalog's prices: nothing was sent.
+
+    :param max_credits: The task's ceiling.
+    :param estimated_credits: What the catalog says the requests cost, when every price is known.
+    """
+
+    def __init__(
+        self, message: str, *, max_credits: float, estimated_credits: float | None = None, **kwargs: object
+    ) -> None:
+        self.max_credits = max_credits
+        self.estimated_credits = estimated_credits
+        super().__init__(message, **kwargs)  # type: ignore[arg-type]
 
 
 class KontextNotFoundError(KontextError):

@@ -18,12 +18,12 @@ import difflib
 import math
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
 from airflow_provider_kontext._protocol.request import check_http_url
-from airflow_provider_kontext.exceptions import KontextUnknownModelError, KontextValidationError
+from airflow_provider_kontext.exceptions import KontextCostLimitError, KontextUnknownModelError, KontextValidationError
 
 #: What a field holds. ``float`` is any JSON number; ``url`` and ``url_list`` hold image URLs;
 #: ``list`` is a JSON array, of objects with exactly ``item_keys`` when those are given.
@@ -830,7 +830,44 @@ KNOWN_UNCATALOGUED: Final[dict[str, str]] = {
 }
 
 
+#: Credits per Flux Kontext image (its own API, not the Market), by ``model``; kie's default is
+#: Pro. From the same pricing feed as the Market rows (its ``flux1-kontext`` row), third-party.
+KONTEXT_PRICES: Final[dict[str, float]] = {"flux-kontext-pro": 5.0, "flux-kontext-max": 10.0}
+KONTEXT_DEFAULT_MODEL: Final = "flux-kontext-pro"
+
+
 # --- Public API ---
+
+
+def kontext_price(model: str | None) -> float | None:
+    """Credits of one Flux Kontext image with ``model`` (``None``: kie's default, Pro)."""
+    return KONTEXT_PRICES.get(model or KONTEXT_DEFAULT_MODEL)
+
+
+def check_credit_ceiling(estimates: Sequence[float | None], max_credits: float, *, models: Sequence[str]) -> float:
+    """
+    The catalog's price of a task's items, refused when it exceeds ``max_credits``; call before any create.
+
+    An item whose price the catalog does not know cannot be proven to fit, so it is refused
+    too: a ceiling that lets unknown prices through is no ceiling. ``models`` names each item's
+    model, for the message.
+    """
+    unknown = [model for model, estimate in zip(models, estimates, strict=True) if estimate is None]
+    if unknown:
+        raise KontextCostLimitError(
+            f"max_credits={max_credits:g} cannot be checked: the catalog has no price for {sorted(set(unknown))} "
+            f"(prices as of {PRICES_AS_OF}); nothing was sent. Drop max_credits for these models.",
+            max_credits=max_credits,
+        )
+    total = math.fsum(estimate for estimate in estimates if estimate is not None)
+    if total > max_credits:
+        raise KontextCostLimitError(
+            f"The {len(estimates)} image request(s) would cost about {total:g} credits at the catalog's prices "
+            f"(as of {PRICES_AS_OF}), over max_credits={max_credits:g}; nothing was sent.",
+            max_credits=max_credits,
+            estimated_credits=total,
+        )
+    return total
 
 
 def catalog_models() -> tuple[str, ...]:
@@ -905,7 +942,7 @@ def check_input_urls(model: str, input: Mapping[str, Any]) -> None:
 
 def check_uncatalogued_input(model: str, input: Mapping[str, Any]) -> dict[str, Any]:
     """
-    The only checks of the opt-out (``validate=False``): for models the catalog lacks or gets wrong.
+    The only checks of the opt-out (``allow_uncatalogued_model=True``): for models the catalog lacks or gets wrong.
 
     ``model`` must be a non-empty string and ``input`` a non-empty JSON object with string keys;
     nothing else about it is known, so nothing else is checked and no field is uploaded.
@@ -964,7 +1001,7 @@ def _unknown_model(slug: str) -> KontextUnknownModelError:
     if reason is not None:
         return KontextUnknownModelError(
             f"Market model {slug!r} is known to kie but not in this catalog ({reason}); its input cannot be "
-            "checked here: use the validate=False opt-out to send it unchecked.",
+            "checked here: use allow_uncatalogued_model=True to send it with only its shape checked.",
             model=slug,
             uncatalogued_reason=reason,
         )
@@ -972,7 +1009,7 @@ def _unknown_model(slug: str) -> KontextUnknownModelError:
     hint = f" Did you mean {' or '.join(map(repr, close))}?" if close else ""
     return KontextUnknownModelError(
         f"Unknown Market model {slug!r}.{hint} catalog_models() lists the {len(_CATALOG)} catalogued models; "
-        "a model kie added since can be sent with the validate=False opt-out.",
+        "a model kie added since can be sent with allow_uncatalogued_model=True.",
         model=slug,
         suggestions=close,
     )

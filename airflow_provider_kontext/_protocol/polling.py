@@ -163,6 +163,7 @@ class WaitResult:
             result = dict(entry["not_created"]) if "not_created" in entry else next(waited)
             stats = entry.get("create_stats")
             result["create_stats"] = dict(stats) if stats is not None else None
+            _add_cost(result, entry.get("estimated_credits"))
             results.append(result)
         return results
 
@@ -221,6 +222,22 @@ class WaitResult:
         if not (isinstance(error_cls, type) and issubclass(error_cls, KontextError)):
             error_cls = KontextError
         raise error_cls(self.message)
+
+
+def _add_cost(result: dict[str, Any], estimate: Any) -> None:
+    """
+    ``credits``: what kie reports the task cost, else the catalog's price, with ``credits_estimated`` saying which.
+
+    A task that was never created, or that failed, costs nothing (kie refunds failed tasks).
+    """
+    if result.get("credits") is not None:
+        result["credits_estimated"] = False
+    elif result.get("status") != TaskStatus.SUCCESS.value:
+        result["credits"], result["credits_estimated"] = 0.0, False
+    elif isinstance(estimate, (int, float)) and not isinstance(estimate, bool):
+        result["credits"], result["credits_estimated"] = float(estimate), True
+    else:
+        result["credits_estimated"] = False
 
 
 class TaskWaiter:

@@ -96,6 +96,19 @@ class GenerateRequest:
         """An ``inputImage`` makes the call an edit; without one it is text-to-image."""
         return self.input_image is not None
 
+    @property
+    def estimated_credits(self) -> float | None:
+        """The catalog's price of this image; ``None`` when unknown."""
+        from airflow_provider_kontext._protocol import catalog
+
+        return catalog.kontext_price(self.model)
+
+    @property
+    def model_name(self) -> str:
+        from airflow_provider_kontext._protocol import catalog
+
+        return self.model or catalog.KONTEXT_DEFAULT_MODEL
+
     def to_payload(self) -> dict[str, Any]:
         """The JSON body in kie's field names; unset fields are left out so kie's defaults apply."""
         return {WIRE_NAMES[name]: value for name, value in dataclasses.asdict(self).items() if value is not None}
@@ -143,6 +156,10 @@ class MarketRequest:
 
         fields = catalog.image_url_fields(self.model) if self.catalogued else ()
         return any(self.input.get(name) for name in fields)
+
+    @property
+    def model_name(self) -> str:
+        return self.model
 
     @property
     def estimated_credits(self) -> float | None:

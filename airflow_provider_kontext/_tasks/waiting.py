@@ -18,7 +18,7 @@ from airflow_provider_kontext._protocol.polling import PollSchedule, TaskWaiter,
 from airflow_provider_kontext._protocol.record import ApiFamily, TaskStatus
 from airflow_provider_kontext._tasks.task_defaults import DEFER_TIMEOUT_BUFFER_SECONDS
 from airflow_provider_kontext.exceptions import KontextError
-from airflow_provider_kontext.results import SUCCESS_EVENT_PAYLOAD, publish
+from airflow_provider_kontext.results import SUCCESS_EVENT_PAYLOAD, image_urls, publish
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
@@ -165,6 +165,15 @@ def finish_wait(
         task.log.info("Stored %d image(s): %s", len(stored), stored)
         for outlet in getattr(task, "outlets", None) or []:
             context["outlet_events"][outlet].extra["kontext_images"] = stored  # type: ignore[assignment,unused-ignore]
+    spent = [record["credits"] for record in records if isinstance(record.get("credits"), (int, float))]
+    if spent:
+        estimated = sum(1 for record in records if record.get("credits_estimated"))
+        task.log.info(
+            "Credits: %g for %d task(s)%s.",
+            sum(spent),
+            len(spent),
+            f" ({estimated} estimated from the catalog's prices: kie reported none)" if estimated else "",
+        )
     publish(context, records)
     return records
 
@@ -190,19 +199,25 @@ def store_images(
     ti = context["ti"]
     stored: list[str] = []
     for index, record in enumerate(records):
-        url = record.get("result_image_url")
-        if record.get("status") != TaskStatus.SUCCESS.value or not url:
+        urls = image_urls(record)
+        if record.get("status") != TaskStatus.SUCCESS.value or not urls:
             continue
-        name = image_file_name(
-            file_name,
-            dag_id=ti.dag_id,
-            run_id=ti.run_id,
-            task_id=ti.task_id,
-            map_index=ti.map_index if ti.map_index is not None else -1,
-            kie_task_id=record["kie_task_id"],
-            ext=guess_image_extension(url, default=record.get("output_format") or "jpeg"),
-            index=index if len(records) > 1 else None,
-        )
-        record["stored_path"] = persist_image(hook, url, base / name, max_bytes=max_bytes).path
-        stored.append(record["stored_path"])
+        paths = []
+        for position, url in enumerate(urls):
+            name = image_file_name(
+                file_name,
+                dag_id=ti.dag_id,
+                run_id=ti.run_id,
+                task_id=ti.task_id,
+                map_index=ti.map_index if ti.map_index is not None else -1,
+                kie_task_id=record["kie_task_id"],
+                ext=guess_image_extension(url, default=record.get("output_format") or "jpeg"),
+                index=index if len(records) > 1 else None,
+                image=position if len(urls) > 1 else None,
+            )
+            paths.append(persist_image(hook, url, base / name, max_bytes=max_bytes).path)
+        record["stored_path"] = paths[0]
+        if len(paths) > 1:
+            record["stored_paths"] = paths
+        stored.extend(paths)
     return stored

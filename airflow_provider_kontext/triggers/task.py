@@ -36,7 +36,7 @@ from airflow_provider_kontext.results import (
     END_MODES,
     END_RETURN_ALL,
     END_RETURN_FIRST,
-    image_url_xcoms,
+    result_xcoms,
 )
 
 if TYPE_CHECKING:
@@ -172,7 +172,7 @@ class KontextTaskTrigger(BaseTrigger):
     def success_xcoms(self, result: WaitResult) -> dict[str, Any]:
         """The XComs the worker's resume would push for this successful ``result``; no I/O."""
         records = result.result_dicts(self.creates)
-        xcoms = image_url_xcoms(records)
+        xcoms = result_xcoms(records)
         if self.end_from_trigger == END_RETURN_FIRST:
             xcoms["return_value"] = records[0]
         elif self.end_from_trigger == END_RETURN_ALL:

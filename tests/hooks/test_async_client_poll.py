@@ -11,7 +11,7 @@ import aiohttp
 import pytest
 
 from airflow_provider_kontext._protocol.polling import TaskWaiter
-from airflow_provider_kontext._protocol.record import TaskRecord, TaskStatus
+from airflow_provider_kontext._protocol.record import ApiFamily, TaskRecord, TaskStatus
 from airflow_provider_kontext._protocol.settings import ClientSettings
 from airflow_provider_kontext.exceptions import KontextRateLimitError, KontextTransportError
 from airflow_provider_kontext.hooks import async_client
@@ -54,13 +54,13 @@ async def test_poll_checks_every_id_with_bounded_concurrency(ids: int, concurren
 
 async def test_the_same_answer_gives_the_same_record_without_parsing(monkeypatch: pytest.MonkeyPatch) -> None:
     parsed: list[bytes] = []
-    real = async_client.parse_record_info_response
+    real = async_client.parse_status_response
 
-    def counting(status: int, body: bytes, headers: Any, *, task_id: str) -> TaskRecord:
+    def counting(api: ApiFamily, status: int, body: bytes, headers: Any, *, task_id: str) -> TaskRecord:
         parsed.append(body)
-        return real(status, body, headers, task_id=task_id)
+        return real(api, status, body, headers, task_id=task_id)
 
-    monkeypatch.setattr(async_client, "parse_record_info_response", counting)
+    monkeypatch.setattr(async_client, "parse_status_response", counting)
     client = ScriptedClient()
     first = await client.get_task("t1", retry=False)
     second = await client.get_task("t1", retry=False)
@@ -83,5 +83,14 @@ async def test_record_urls_carry_the_task_id_as_a_query() -> None:
         client = AsyncKontextClient(ClientSettings(api_key="k", base_url="http://127.0.0.1:9"), session)
         with pytest.raises(KontextTransportError):  # nothing listens on port 9; only the URL matters
             await client.get_task("a b&c", retry=False)
-    url, checked = client._record_urls["a b&c"]
+    url, checked = client._record_urls[ApiFamily.KONTEXT, "a b&c"]
     assert (url.path, url.query["taskId"], checked) == ("/api/v1/flux/kontext/record-info", "a b&c", "a b&c")
+
+
+async def test_a_market_task_is_read_at_the_jobs_endpoint() -> None:
+    async with aiohttp.ClientSession() as session:
+        client = AsyncKontextClient(ClientSettings(api_key="k", base_url="http://127.0.0.1:9"), session)
+        with pytest.raises(KontextTransportError):
+            await client.get_task("t1", api=ApiFamily.MARKET, retry=False)
+    url, _ = client._record_urls[ApiFamily.MARKET, "t1"]
+    assert (url.path, url.query["taskId"]) == ("/api/v1/jobs/recordInfo", "t1")

@@ -379,7 +379,7 @@ def test_an_unknown_model_without_close_slugs_still_points_at_the_opt_out() -> N
     with pytest.raises(KontextUnknownModelError) as err:
         get_model("zzzzzzzzzzzz")
     assert err.value.suggestions == ()
-    assert "validate=False" in str(err.value)
+    assert "allow_uncatalogued_model=True" in str(err.value)
 
 
 @pytest.mark.parametrize("known", sorted(KNOWN_UNCATALOGUED))
@@ -388,7 +388,7 @@ def test_a_known_uncatalogued_model_says_so_and_names_the_opt_out(known: str) ->
     with pytest.raises(KontextUnknownModelError) as err:
         validate_input(slug, {"prompt": "a cat"})
     assert "known to kie but not in this catalog" in str(err.value)
-    assert "validate=False" in str(err.value)
+    assert "allow_uncatalogued_model=True" in str(err.value)
     assert err.value.uncatalogued_reason == KNOWN_UNCATALOGUED[known]
 
 
