@@ -196,3 +196,36 @@ def test_a_batch_takes_prompts_and_request_dicts(emulator: EmulatorServer) -> No
     results = batch(["a mug", {"prompt": "a lamp", "aspect_ratio": "9:16"}]).execute(task_context())
     assert [(r["prompt"], r["aspect_ratio"]) for r in results] == [("a mug", None), ("a lamp", "9:16")]
     assert requests_to(emulator, "generate") == 2
+
+
+def test_a_function_may_return_a_market_request(emulator: EmulatorServer) -> None:
+    op = single(
+        lambda product: {
+            "model": "flux-2/pro-text-to-image",
+            "input": {"prompt": f"studio photo of a {product}", "aspect_ratio": "1:1", "resolution": "1K"},
+        },
+        deferrable=False,
+    )
+    result = op.execute(task_context())
+    assert (result["api"], result["model"], result["prompt"]) == (
+        "market",
+        "flux-2/pro-text-to-image",
+        "studio photo of a mug",
+    )
+    assert requests_to(emulator, "jobs-create") == 1 and requests_to(emulator, "generate") == 0
+
+
+def test_a_bad_returned_market_input_is_refused_before_anything_is_sent(emulator: EmulatorServer) -> None:
+    op = single({"model": "z-image", "input": {"prompt": "a mug", "aspect_ratio": "2:1"}}, deferrable=False)
+    with pytest.raises(exc.KontextValidationError) as raised:
+        op.execute(task_context())
+    assert raised.value.field == "input.aspect_ratio"
+    assert sum(emulator.stats()["requests"].values()) == 0
+
+
+def test_a_batch_function_may_return_market_requests(emulator: EmulatorServer) -> None:
+    results = batch(
+        [{"model": "z-image", "input": {"prompt": p, "aspect_ratio": "1:1"}} for p in ("a mug", "a lamp")],
+        deferrable=False,
+    ).execute(task_context())
+    assert [(r["model"], r["prompt"]) for r in results] == [("z-image", "a mug"), ("z-image", "a lamp")]
