@@ -25,6 +25,9 @@ from tests.conftest import CONN_ENV, connection_json
 
 WINDOW = 1.0  # kie's 10 s, compressed
 LIMIT = 20
+#: Thirty task processes create at once on 2 shared cores: an answer may take seconds, and an
+#: unanswered create is (rightly) never resent, so these tests give kie's answers time to come.
+READ_TIMEOUT = 60.0
 
 
 def _task_process(job: dict[str, Any], start: Any, results: Any) -> None:
@@ -110,12 +113,19 @@ def batch_job(name: str, images: int, **extra: Any) -> dict[str, Any]:
 def account(emulator: EmulatorServer, monkeypatch: pytest.MonkeyPatch) -> EmulatorServer:
     emulator.configure(rate_limit_creates=LIMIT, rate_limit_window_seconds=WINDOW)
     # The connection says the window too (single-image tasks have no operator argument for it).
-    monkeypatch.setenv(CONN_ENV, connection_json(emulator.base_url, rate_window_seconds=WINDOW))
+    monkeypatch.setenv(
+        CONN_ENV, connection_json(emulator.base_url, rate_window_seconds=WINDOW, read_timeout=READ_TIMEOUT)
+    )
     return emulator
 
 
 def no_shared_window(emulator: EmulatorServer, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv(CONN_ENV, connection_json(emulator.base_url, share_rate_limit=False, rate_window_seconds=WINDOW))
+    monkeypatch.setenv(
+        CONN_ENV,
+        connection_json(
+            emulator.base_url, share_rate_limit=False, rate_window_seconds=WINDOW, read_timeout=READ_TIMEOUT
+        ),
+    )
 
 
 def assert_all_created_once(emulator: EmulatorServer, outcomes: list[dict[str, Any]], images: int) -> None:
