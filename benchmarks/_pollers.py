@@ -9,15 +9,20 @@ What is measured, and how, is the same for every contender:
 
 * CPU: ``resource.getrusage(RUSAGE_SELF)`` of this process (all its threads, so the peer's
   ``sync_to_async`` worker threads count too) over the polling window only, not the imports;
-* polls: the emulator's own ``record-info`` request counter, read before and after the window;
+* polls: the emulator's own status-request counter (``record-info``, or ``jobs-record-info`` for
+  Market tasks), read before and after the window;
 * connections opened: every ``loop.create_connection`` call of the event loop (aiohttp opens
   each TCP connection through it, whoever owns the session);
 * RSS: ``/proc/self/statm`` before and after the window, and ``ru_maxrss``.
 
-Modes: ``ours`` (real :class:`KontextTaskTrigger` instances), ``peer`` (real ``HttpEventTrigger``
-instances of apache-airflow-providers-http with an async response check that reads
-``successFlag``), ``floor`` (a bare aiohttp keep-alive loop doing the same GETs) and
-``capacity`` (batch triggers plus an event-loop lag probe).
+A spec may ask for a ``warmup``: seconds the waiters run before a second, steady-state window
+is measured (``steady_cpu_seconds``, ``steady_polls``), so start-up (each trigger's connection
+lookup, its first poll's URL building) does not dilute a per-poll comparison.
+
+Modes: ``ours`` (real :class:`KontextTaskTrigger` instances, waiting on tasks of the spec's
+``api`` family), ``peer`` (real ``HttpEventTrigger`` instances of apache-airflow-providers-http
+with an async response check that reads ``successFlag``), ``floor`` (a bare aiohttp keep-alive
+loop doing the same GETs) and ``capacity`` (batch triggers plus an event-loop lag probe).
 """
 
 from __future__ import annotations
@@ -39,6 +44,12 @@ if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterator
 
 RECORD_INFO_PATH = "/api/v1/flux/kontext/record-info"
+#: The emulator's name of each API family's status endpoint, in its request counters.
+STATUS_ENDPOINTS = {"kontext": "record-info", "market": "jobs-record-info"}
+#: The Market model the benchmarks create (text-to-image, one image, the cheapest FLUX.2).
+MARKET_MODEL = "flux-2/pro-text-to-image"
+#: The polling benchmarks' emulator: no create limit, no balance to run out, tasks readable at once.
+EMULATOR_FLAGS = ("--rate-limit-creates", "1000000", "--credits", "1e9", "--record-info-null-seconds", "0")
 #: Connection ids the parent puts in ``AIRFLOW_CONN_*`` (a real connection lookup, no mocks).
 OURS_CONN_ID = "kie_bench"
 PEER_CONN_ID = "kie_bench_http"
@@ -60,11 +71,11 @@ def cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def record_info_count(base_url: str) -> int:
-    """How many record-info requests the emulator has answered so far (its own counter)."""
+def status_count(base_url: str, api: str = "kontext") -> int:
+    """How many status requests of the ``api`` family the emulator has answered so far (its own counter)."""
     with urllib.request.urlopen(f"{base_url}/_emulator/stats", timeout=60) as response:
         stats = json.loads(response.read())
-    return int(stats["requests"].get("record-info", 0))
+    return int(stats["requests"].get(STATUS_ENDPOINTS[api], 0))
 
 
 def count_connections(loop: asyncio.AbstractEventLoop) -> list[int]:
@@ -97,7 +108,9 @@ def build_ours(spec: dict[str, Any]) -> list[Callable[[], Awaitable[None]]]:
     events: list[Any] = []
     end_time = time.time() + 24 * 3600
     triggers = [
-        KontextTaskTrigger(OURS_CONN_ID, ids, end_time=end_time, poll_interval=spec["interval"])
+        KontextTaskTrigger(
+            OURS_CONN_ID, ids, end_time=end_time, poll_interval=spec["interval"], api=spec.get("api", "kontext")
+        )
         for ids in spec["batches"]
     ]
     return [lambda t=t: drive_trigger(t, events) for t in triggers]  # type: ignore[misc]
@@ -150,15 +163,31 @@ def build_floor(spec: dict[str, Any]) -> list[Callable[[], Awaitable[None]]]:
 
 
 async def poll_window(spec: dict[str, Any], starters: list[Callable[[], Awaitable[None]]]) -> dict[str, Any]:
-    """Start every waiter, let them poll for ``spec['seconds']``, cancel them, report the counters."""
+    """
+    Start every waiter, let them poll for ``spec['seconds']``, cancel them, report the counters.
+
+    With ``spec['warmup']`` the waiters first run that long, and the ``seconds`` after it are
+    also measured on their own (``steady_*``): from the first poll round after start-up to just
+    before the cancellation.
+    """
     connections = count_connections(asyncio.get_running_loop())
     tasks = [asyncio.ensure_future(start()) for start in starters]
+    steady: dict[str, Any] = {}
+    warmup = float(spec.get("warmup", 0.0))
+    if warmup > 0:
+        await asyncio.sleep(warmup)
+        # The counter read blocks the loop for a moment: read it outside the CPU bracket.
+        polls_before = status_count(spec["base_url"], spec.get("api", "kontext"))
+        cpu_before = cpu_seconds()
     await asyncio.sleep(spec["seconds"])
+    if warmup > 0:
+        steady["steady_cpu_seconds"] = cpu_seconds() - cpu_before
+        steady["steady_polls"] = status_count(spec["base_url"], spec.get("api", "kontext")) - polls_before
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
     await asyncio.sleep(0.25)  # let closed sessions release their sockets
-    return {"connections_opened": connections[0]}
+    return {"connections_opened": connections[0], **steady}
 
 
 async def capacity_window(spec: dict[str, Any]) -> dict[str, Any]:
@@ -223,7 +252,7 @@ def main() -> None:
     else:
         builders = {"ours": build_ours, "peer": build_peer, "floor": build_floor}
         starters = builders[args.mode](spec)
-    polls_before = record_info_count(spec["base_url"])
+    polls_before = status_count(spec["base_url"], spec.get("api", "kontext"))
     rss_before = rss_bytes()
     cpu_before = cpu_seconds()
     wall_before = time.perf_counter()
@@ -232,7 +261,7 @@ def main() -> None:
     wall = time.perf_counter() - wall_before
     cpu = cpu_seconds() - cpu_before
     rss_after = rss_bytes()
-    polls = record_info_count(spec["base_url"]) - polls_before
+    polls = status_count(spec["base_url"], spec.get("api", "kontext")) - polls_before
     result.update(
         mode=args.mode,
         cpu_seconds=cpu,
@@ -252,15 +281,20 @@ if __name__ == "__main__":
 # ----------------------------------------------------------------------------- parent side
 
 
-def create_tasks(base_url: str, api_key: str, count: int, *, slow_seconds: float) -> list[str]:
-    """Create ``count`` emulator tasks that stay generating for ``slow_seconds`` (the prompt marker)."""
+def create_tasks(base_url: str, api_key: str, count: int, *, slow_seconds: float, api: str = "kontext") -> list[str]:
+    """Create ``count`` emulator tasks of the ``api`` family, unfinished for ``slow_seconds`` (the prompt marker)."""
     import concurrent.futures
 
     def create(index: int) -> str:
-        body = json.dumps({"prompt": f"bench image {index} [emulator:slow={slow_seconds:g}]"}).encode()
+        prompt = f"bench image {index} [emulator:slow={slow_seconds:g}]"
+        if api == "market":
+            path = "/api/v1/jobs/createTask"
+            payload = {"model": MARKET_MODEL, "input": {"prompt": prompt, "aspect_ratio": "1:1", "resolution": "1K"}}
+        else:
+            path, payload = "/api/v1/flux/kontext/generate", {"prompt": prompt}
         request = urllib.request.Request(
-            f"{base_url}/api/v1/flux/kontext/generate",
-            data=body,
+            f"{base_url}{path}",
+            data=json.dumps(payload).encode(),
             headers={"Authorization": f"Bearer {api_key}", "Content-Type": "application/json"},
             method="POST",
         )
@@ -286,9 +320,7 @@ def generating_tasks(
     """
     from benchmarks.common import API_KEY, emulator_process
 
-    with emulator_process(
-        "--rate-limit-creates", "1000000", "--credits", "1e9", "--record-info-null-seconds", "0"
-    ) as base_url:  # fmt: skip
+    with emulator_process(*EMULATOR_FLAGS) as base_url:
         ids = create_tasks(base_url, API_KEY, count, slow_seconds=3600)
         time.sleep(0.2)
         spec = {
