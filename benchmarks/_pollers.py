@@ -19,6 +19,12 @@ A spec may ask for a ``warmup``: seconds the waiters run before a second, steady
 is measured (``steady_cpu_seconds``, ``steady_polls``), so start-up (each trigger's connection
 lookup, its first poll's URL building) does not dilute a per-poll comparison.
 
+Contenders run by :func:`run_children` poll at the same time: each child, once imported, waits at
+a barrier (``spec['barrier']``) until all are ready, so their windows cover the same seconds and
+a load spike on a shared machine costs them alike. ``spec['spread']`` starts the waiters spread
+evenly over one poll interval, as waits that began at different times are, rather than all
+polling in the same instant each interval.
+
 Modes: ``ours`` (real :class:`KontextTaskTrigger` instances, waiting on tasks of the spec's
 ``api`` family), ``peer`` (real ``HttpEventTrigger`` instances of apache-airflow-providers-http
 with an async response check that reads ``successFlag``), ``floor`` (a bare aiohttp keep-alive
@@ -113,7 +119,15 @@ def build_ours(spec: dict[str, Any]) -> list[Callable[[], Awaitable[None]]]:
         )
         for ids in spec["batches"]
     ]
-    return [lambda t=t: drive_trigger(t, events) for t in triggers]  # type: ignore[misc]
+    if not spec.get("spread"):
+        return [lambda t=t: drive_trigger(t, events) for t in triggers]  # type: ignore[misc]
+    step = spec["interval"] / max(1, len(triggers))
+
+    async def start_later(index: int, trigger: Any) -> None:
+        await asyncio.sleep(index * step)
+        await drive_trigger(trigger, events)
+
+    return [lambda i=i, t=t: start_later(i, t) for i, t in enumerate(triggers)]  # type: ignore[misc]
 
 
 def build_peer(spec: dict[str, Any]) -> list[Callable[[], Awaitable[None]]]:
@@ -241,6 +255,14 @@ async def capacity_window(spec: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def wait_at_barrier(barrier: Path, name: str) -> None:
+    """Say this child is ready (imported, waiters built), then wait until the parent says go."""
+    (barrier / f"{name}.ready").touch()
+    go = barrier / "go"
+    while not go.exists():
+        time.sleep(0.01)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("mode", choices=("ours", "peer", "floor", "capacity"))
@@ -252,6 +274,8 @@ def main() -> None:
     else:
         builders = {"ours": build_ours, "peer": build_peer, "floor": build_floor}
         starters = builders[args.mode](spec)
+    if "barrier" in spec:
+        wait_at_barrier(Path(spec["barrier"]), spec["barrier_name"])
     polls_before = status_count(spec["base_url"], spec.get("api", "kontext"))
     rss_before = rss_bytes()
     cpu_before = cpu_seconds()
@@ -354,25 +378,56 @@ def connection_env(base_url: str, api_key: str) -> dict[str, str]:
 
 def run_child(mode: str, spec: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
     """Run one contender in a fresh interpreter and return what it measured."""
+    (result,) = run_children([(mode, spec)], env)
+    return result
+
+
+def run_children(jobs: list[tuple[str, dict[str, Any]]], env: dict[str, str]) -> list[dict[str, Any]]:
+    """
+    Run contenders ``(mode, spec)`` each in a fresh interpreter; what each measured, in order.
+
+    Several contenders run at the same time and start polling together: each child waits at a
+    barrier once imported, and all are released when the last is ready.
+    """
     import subprocess
     import tempfile
 
     root = Path(__file__).resolve().parent.parent
-    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
-        json.dump(spec, handle)
-    try:
-        proc = subprocess.run(
-            [sys.executable, "-m", "benchmarks._pollers", mode, "--spec", handle.name],
-            cwd=root,
-            env={**os.environ, "AIRFLOW__CORE__LOAD_EXAMPLES": "False", **env},
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=spec["seconds"] + 600,
-        )
-    finally:
-        os.unlink(handle.name)
-    if proc.returncode != 0:
-        raise RuntimeError(f"{mode} child failed ({proc.returncode}): {proc.stderr[-3000:]}")
-    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
-    return result
+    running: list[tuple[str, dict[str, Any], subprocess.Popen[bytes]]] = []
+    with tempfile.TemporaryDirectory(prefix="kontext-bench-children-") as tmp:
+        barrier = Path(tmp)
+        try:
+            for index, (mode, spec) in enumerate(jobs):
+                spec_file = barrier / f"spec-{index}.json"
+                together = {"barrier": tmp, "barrier_name": str(index)} if len(jobs) > 1 else {}
+                spec_file.write_text(json.dumps({**spec, **together}))
+                # Files, not pipes: a child must never block on a full pipe while another is read.
+                with (barrier / f"{index}.out").open("w") as out, (barrier / f"{index}.err").open("w") as err:
+                    proc = subprocess.Popen(
+                        [sys.executable, "-m", "benchmarks._pollers", mode, "--spec", str(spec_file)],
+                        cwd=root,
+                        env={**os.environ, "AIRFLOW__CORE__LOAD_EXAMPLES": "False", **env},
+                        stdout=out,
+                        stderr=err,
+                    )
+                running.append((mode, spec, proc))
+            if len(jobs) > 1:
+                deadline = time.monotonic() + 600
+                while not all((barrier / f"{index}.ready").exists() for index in range(len(jobs))):
+                    if any(proc.poll() is not None for _, _, proc in running) or time.monotonic() > deadline:
+                        break  # a child died (its error is read below) or never got ready
+                    time.sleep(0.01)
+                (barrier / "go").touch()
+            results = []
+            for index, (mode, spec, proc) in enumerate(running):
+                proc.wait(timeout=spec["seconds"] + spec.get("warmup", 0) + 600)
+                if proc.returncode != 0:
+                    stderr = (barrier / f"{index}.err").read_text()
+                    raise RuntimeError(f"{mode} child failed ({proc.returncode}): {stderr[-3000:]}")
+                results.append(json.loads((barrier / f"{index}.out").read_text().strip().splitlines()[-1]))
+            return results
+        finally:
+            for _, _, proc in running:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
