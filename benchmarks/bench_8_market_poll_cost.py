@@ -9,13 +9,13 @@ bytes repeat, as they do for a task that is still queued or generating.
 
 The same number of tasks of each family stay unfinished on one emulator process. Each family is
 waited on by real triggers in a fresh interpreter of its own (:mod:`benchmarks._pollers`), and
-the two run at the same time, released together from a barrier: on a shared 2-core machine the
-CPU one poll costs swings by a third from one minute to the next, so only contenders measured
-over the same seconds compare. The waits start spread over one interval, as waits begun at
-different times are in a triggerer. CPU and polls (the emulator's counters) are taken over a
-steady window after a warm-up; the figure is the Market child's CPU per poll over the Kontext
-child's, over all rounds. The note adds each round's ratio, and what parsing one answer costs
-without the reuse.
+the two run at the same time, released together from a barrier: on a shared machine the CPU one
+poll costs drifts from one minute to the next by more than the limit, so only contenders
+measured over the same seconds compare (the README has the figures). The waits start spread
+over one interval, as waits begun at different times are in a triggerer. CPU and polls (the
+emulator's counters) are taken over a steady window after a warm-up; the figure is the Market
+child's CPU per poll over the Kontext child's, over all rounds. The note adds each round's
+ratio, and what parsing one answer costs without the reuse.
 """
 
 from __future__ import annotations
