@@ -1024,8 +1024,12 @@ def _uncatalogued_reason(slug: str) -> str | None:
 
 def _check_object(model: str, input: Any) -> None:
     if not isinstance(input, Mapping):
+        # A templated input renders to its text unless the DAG renders native objects: say so.
+        hint = " (a template renders to text unless the DAG sets render_template_as_native_obj=True)"
         raise KontextValidationError(
-            f"{model}: input must be a JSON object (a mapping), got {type(input).__name__}.", field="input"
+            f"{model}: input must be a JSON object (a mapping), got {type(input).__name__}"
+            f"{hint if isinstance(input, str) else ''}.",
+            field="input",
         )
     for name in input:
         if not isinstance(name, str):

@@ -163,6 +163,7 @@ def submit_once(
     deadline: float | None = None,
     on_progress: Callable[[list[str | None]], None] | None = None,
     keep_going: bool = False,
+    items_field: str | None = None,
 ) -> list[Created]:
     """
     Create a kie task for every item that does not already have a usable one; one :class:`Created` per item.
@@ -171,7 +172,9 @@ def submit_once(
     upload are uploaded only for the items actually created. ``on_progress`` sees the ids
     (``None`` for not yet created) after every create. With ``keep_going`` an item whose create
     failed on its own is reported as such and the others still go out (see
-    :meth:`KontextHook.submit_each`); without it the first failure is raised.
+    :meth:`KontextHook.submit_each`); without it the first failure is raised. ``items_field``
+    names the operator argument holding the items (a batch's ``requests``), so an upload error
+    names its item (``requests[1].input_image``) as validation does.
     """
     ledger = SubmissionLedger(context, [fingerprint(item) for item in items])
     if ledger.load():
@@ -184,7 +187,9 @@ def submit_once(
     if todo and len(todo) < len(items):
         hook.log.info("Creating %d of %d kie task(s); the rest re-attach.", len(todo), len(items))
     created = [Created(kie_task_id) for kie_task_id in ledger.ids]
-    requests = [materialize(hook, items[index]) for index in todo]
+    requests = [
+        materialize(hook, items[index], prefix=f"{items_field}[{index}]" if items_field else None) for index in todo
+    ]
     outcomes = hook.submit_each(requests, pacer=pacer, deadline=deadline, keep_going=keep_going)
     for index, outcome in zip(todo, outcomes, strict=True):
         created[index] = Created(outcome.kie_task_id, outcome.error, outcome.stats.to_dict())

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Final
 from urllib.parse import urlsplit
 
 from airflow_provider_kontext._protocol.record import ApiFamily
+from airflow_provider_kontext._protocol.request import MODELS as KONTEXT_MODELS
 from airflow_provider_kontext._protocol.request import OPTIONAL_FIELDS, CreateRequest, GenerateRequest, MarketRequest
 from airflow_provider_kontext.exceptions import KontextValidationError
 
@@ -80,6 +81,7 @@ def validate_item(fields: Mapping[str, Any], *, prefix: str | None = None) -> Cr
         )
     if item_api(fields) is ApiFamily.MARKET:
         return _validate_market_item(fields, prefix)
+    _check_not_market_model(fields.get("model"), prefix)
     candidate = dict(fields)
     if needs_upload(candidate.get("input_image")):
         _check_upload_source(candidate["input_image"], "input_image", prefix)
@@ -105,10 +107,18 @@ def _validate_market_item(fields: Mapping[str, Any], prefix: str | None) -> Mark
         )
     if not fields.get("model"):
         raise _named(KontextValidationError("model is required with input.", field="model"), prefix)
+    if fields.get("input") is None:
+        # Dropped below with the other unset keys, it would reach MarketRequest as a missing argument.
+        raise _named(
+            KontextValidationError(
+                "input is None; a Market request needs the model's fields as a dict.", field="input"
+            ),
+            prefix,
+        )
     values = {key: value for key, value in fields.items() if value is not None}
     source = values.get("input")
     if isinstance(source, Mapping):
-        values["input"] = _map_uploads(values["model"], source, prefix, lambda value, field: UPLOAD_PLACEHOLDER)
+        values["input"] = _map_uploads(values["model"], source, prefix, lambda value, field, label: UPLOAD_PLACEHOLDER)
     try:
         return MarketRequest(**values)
     except KontextValidationError as err:
@@ -116,9 +126,14 @@ def _validate_market_item(fields: Mapping[str, Any], prefix: str | None) -> Mark
 
 
 def _map_uploads(
-    model: Any, input: Mapping[str, Any], prefix: str | None, upload: Callable[[Any, str], str]
+    model: Any, input: Mapping[str, Any], prefix: str | None, upload: Callable[[Any, str, str], str]
 ) -> dict[str, Any]:
-    """``input`` with every value to upload in the model's image fields replaced by ``upload(value, field)``."""
+    """
+    ``input`` with every value to upload in the model's image fields replaced by ``upload(value, field, label)``.
+
+    ``field`` is the input field (``input.image_urls``), the name the catalog's own checks of it
+    give too; ``label`` adds the item (``input.image_urls[1]``) for the message.
+    """
     from airflow_provider_kontext._protocol.catalog import catalog_models, image_url_fields
 
     if not isinstance(model, str) or model not in catalog_models():
@@ -131,21 +146,22 @@ def _map_uploads(
             items = list(value)
             for index, item in enumerate(items):
                 if needs_upload(item):
-                    _check_upload_source(item, f"{field}[{index}]", prefix)
-                    items[index] = upload(item, f"{field}[{index}]")
+                    _check_upload_source(item, field, prefix, label=f"{field}[{index}]")
+                    items[index] = upload(item, field, f"{field}[{index}]")
             result[name] = items
         elif needs_upload(value):
             _check_upload_source(value, field, prefix)
-            result[name] = upload(value, field)
+            result[name] = upload(value, field, field)
     return result
 
 
-def _check_upload_source(source: Any, field: str, prefix: str | None) -> None:
+def _check_upload_source(source: Any, field: str, prefix: str | None, *, label: str | None = None) -> None:
     """An image to upload must be a local path, a ``file://`` URI or an ``ObjectStoragePath``."""
+    label = label or field
     if isinstance(source, str) and (("://" in source and not _is_file_uri(source)) or not source.strip()):
         raise _named(
             KontextValidationError(
-                f"{field} must be an http(s) URL, a local file path or a file:// URI, got {source!r}; "
+                f"{label} must be an http(s) URL, a local file path or a file:// URI, got {source!r}; "
                 "pass other storage (s3://, gs://, ...) as an ObjectStoragePath.",
                 field=field,
             ),
@@ -154,8 +170,31 @@ def _check_upload_source(source: Any, field: str, prefix: str | None) -> None:
     if not isinstance(source, (str, os.PathLike)) and not hasattr(source, "open"):
         raise _named(
             KontextValidationError(
-                f"{field} must be an http(s) URL, a local path or an ObjectStoragePath, got {type(source).__name__}.",
+                f"{label} must be an http(s) URL, a local path or an ObjectStoragePath, got {type(source).__name__}.",
                 field=field,
+            ),
+            prefix,
+        )
+
+
+def _check_not_market_model(model: Any, prefix: str | None) -> None:
+    """
+    Refuse a Market model in a Flux Kontext request: its ``input`` is what is missing, not its prompt.
+
+    An item is a Market one only when it has an ``input``; one that renders to ``None`` (or was
+    forgotten) would otherwise fail on ``prompt`` or on the Kontext model list, neither of which
+    is what the caller got wrong.
+    """
+    if not isinstance(model, str) or model in KONTEXT_MODELS:
+        return  # the Kontext check names a bad value; the catalog is only loaded for a likely Market slug
+    from airflow_provider_kontext._protocol.catalog import catalog_models
+
+    if model in catalog_models():
+        raise _named(
+            KontextValidationError(
+                f"{model} is a Market model: pass its fields as input (a dict, e.g. input={{'prompt': ...}}); "
+                f"without input the request is a Flux Kontext one ({', '.join(KONTEXT_MODELS)}).",
+                field="input",
             ),
             prefix,
         )
@@ -208,25 +247,42 @@ def fingerprint(fields: Mapping[str, Any]) -> str:
     return hashlib.sha256(json.dumps(canonical, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def materialize(hook: KontextHook, fields: Mapping[str, Any]) -> CreateRequest:
-    """The request to send: upload ``input_image`` (or a Market input's local images) first."""
+def materialize(hook: KontextHook, fields: Mapping[str, Any], *, prefix: str | None = None) -> CreateRequest:
+    """
+    The request to send: upload ``input_image`` (or a Market input's local images) first.
+
+    A local file is only looked for here, on the worker (the DAG processor may not have it), so
+    its error names the item ``prefix`` (``requests[1]``) as :func:`validate_item`'s do.
+    """
     if item_api(fields) is ApiFamily.MARKET:
         values = {key: value for key, value in fields.items() if value is not None}
         values["input"] = _map_uploads(
-            values["model"], values["input"], None, lambda source, field: _upload(hook, source, field)
+            values["model"],
+            values["input"],
+            prefix,
+            lambda source, field, label: _upload(hook, source, field, prefix, label=label),
         )
         return MarketRequest(**values)
     values = dict(fields)
     source = values.get("input_image")
     if needs_upload(source):
-        values["input_image"] = _upload(hook, source, "input_image")
+        values["input_image"] = _upload(hook, source, "input_image", prefix)
     return GenerateRequest.from_fields(**values)
 
 
-def _upload(hook: KontextHook, source: Any, field: str) -> str:
+def _upload(hook: KontextHook, source: Any, field: str, prefix: str | None, *, label: str | None = None) -> str:
+    """Upload one image; an error names ``field`` (in item ``prefix``) as validation does, its message the ``label``."""
     if isinstance(source, str) and _is_file_uri(source):
         source = urlsplit(source).path  # a file:// URI, e.g. a stored_path from an earlier task
-    uploaded = hook.resolve_input_image(source, field=field)
+    label = label or field
+    try:
+        uploaded = hook.resolve_input_image(source, field=label)
+    except KontextValidationError as err:
+        if err.field == label:
+            err.field = field
+        if prefix is None:
+            raise
+        raise _named(err, prefix) from None
     assert uploaded is not None  # only set values are uploaded
     return uploaded
 
@@ -236,10 +292,21 @@ def _is_file_uri(value: str) -> bool:
 
 
 def _named(error: KontextValidationError, prefix: str | None) -> KontextValidationError:
+    """
+    ``error`` about item ``prefix`` (``requests[2]``): its field and message name the item.
+
+    A copy of the same class with the same attributes, so a batch raises what a single item
+    would: a caller catching :class:`~airflow_provider_kontext.exceptions.KontextUnknownModelError`
+    (and reading its ``suggestions``) catches it in a batch too.
+    """
     if prefix is None:
         return error
     field = f"{prefix}.{error.field}" if error.field else prefix
-    return KontextValidationError(f"{field}: {error}", field=field)
+    named = type(error).__new__(type(error))
+    named.__dict__.update(vars(error))
+    named.args = (f"{field}: {error}", *error.args[1:])
+    named.field = field
+    return named
 
 
 def check_output_path(output_path: Any, file_name: Any = None) -> None:

@@ -157,6 +157,7 @@ class KontextSubmitOperator(BaseOperator):
             deadline=deadline,
             on_progress=on_progress,
             keep_going=keep_going,
+            items_field=self.items_field,
         )
         if not self.wait_for_completion:
             if self.deferrable:
@@ -239,3 +240,5 @@ class KontextSubmitOperator(BaseOperator):
 
     #: Return failed items with their own status instead of raising (the batch's ``fail_on_any_failure=False``).
     allow_failed_tasks = False
+    #: The argument holding a list of items (the batch's ``requests``): an error about one names ``requests[i]``.
+    items_field: str | None = None

@@ -62,6 +62,7 @@ class KontextBatchGenerateOperator(KontextSubmitOperator):
 
     template_fields: Sequence[str] = ("requests", "output_path", "output_file_name")
     template_fields_renderers = {"requests": "json"}
+    items_field = "requests"
 
     def __init__(
         self,

@@ -23,6 +23,26 @@ def running_body(task_id: str) -> bytes:
     return json.dumps({"code": 200, "msg": "success", "data": data}).encode()
 
 
+def market_running_body(task_id: str) -> bytes:
+    """A Market answer: ``param`` is the create request as a JSON string, parsed with the record."""
+    param = {"model": "flux-2/pro-text-to-image", "input": {"prompt": "p", "aspect_ratio": "1:1", "resolution": "1K"}}
+    data = {
+        "taskId": task_id,
+        "model": "flux-2/pro-text-to-image",
+        "state": "generating",
+        "param": json.dumps(param),
+        "resultJson": "",
+        "failCode": "",
+        "failMsg": "",
+        "createTime": 1767225600000,
+        "progress": 40,
+    }
+    return json.dumps({"code": 200, "msg": "success", "data": data}).encode()
+
+
+BODIES = {ApiFamily.KONTEXT: running_body, ApiFamily.MARKET: market_running_body}
+
+
 class ScriptedClient(AsyncKontextClient):
     """Answers from a script instead of the network, and counts requests in flight."""
 
@@ -52,7 +72,10 @@ async def test_poll_checks_every_id_with_bounded_concurrency(ids: int, concurren
     assert all(record.status is TaskStatus.GENERATING for record in waiter.records)
 
 
-async def test_the_same_answer_gives_the_same_record_without_parsing(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("api", list(ApiFamily))
+async def test_the_same_answer_gives_the_same_record_without_parsing(
+    monkeypatch: pytest.MonkeyPatch, api: ApiFamily
+) -> None:
     parsed: list[bytes] = []
     real = async_client.parse_status_response
 
@@ -61,11 +84,16 @@ async def test_the_same_answer_gives_the_same_record_without_parsing(monkeypatch
         return real(api, status, body, headers, task_id=task_id)
 
     monkeypatch.setattr(async_client, "parse_status_response", counting)
-    client = ScriptedClient()
-    first = await client.get_task("t1", retry=False)
-    second = await client.get_task("t1", retry=False)
+    body = BODIES[api]("t1")
+    client = ScriptedClient([(200, body), (200, body), (200, body.replace(b'"progress": 40', b'"progress": 41'))])
+    first = await client.get_task("t1", api=api, retry=False)
+    second = await client.get_task("t1", api=api, retry=False)
     assert first is second
+    assert first.status is TaskStatus.GENERATING
     assert len(parsed) == 1
+    if api is ApiFamily.MARKET:  # new bytes (kie's progress moved) are parsed again
+        assert await client.get_task("t1", api=api, retry=False) is not first
+        assert len(parsed) == 2
 
 
 async def test_an_error_answer_is_parsed_every_time() -> None:
