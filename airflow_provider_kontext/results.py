@@ -19,7 +19,7 @@ RESULT_IMAGE_URL_KEY: Final = "result_image_url"
 #: Market model's ``max_images``, adds all of them; a failed task adds one ``None``).
 RESULT_IMAGE_URLS_KEY: Final = "result_image_urls"
 #: What the task's images cost in credits, in all: kie's reported figures, else the catalog's prices
-#: (each result says which in ``credits_estimated``); ``None`` when nothing says.
+#: (each result says which in ``credits_estimated``); not pushed when nothing says.
 CREDITS_KEY: Final = "kie_credits"
 #: The items a ``KontextReviewOperator`` put in front of a reviewer, each with its ``review`` decision.
 REVIEW_ITEMS_KEY: Final = "kontext_review_items"
@@ -51,12 +51,11 @@ def result_xcoms(records: list[dict[str, Any]]) -> dict[str, Any]:
     for record in records:
         found = image_urls(record) if record.get("status") == "SUCCESS" else []
         urls.extend(found or [None])
+    xcoms: dict[str, Any] = {RESULT_IMAGE_URL_KEY: urls[0] if urls else None, RESULT_IMAGE_URLS_KEY: urls}
     known = [record["credits"] for record in records if isinstance(record.get("credits"), (int, float))]
-    return {
-        RESULT_IMAGE_URL_KEY: urls[0] if urls else None,
-        RESULT_IMAGE_URLS_KEY: urls,
-        CREDITS_KEY: math.fsum(known) if known else None,
-    }
+    if known:  # no key rather than a None value: Airflow 3.0's Execution API refuses a None XCom
+        xcoms[CREDITS_KEY] = math.fsum(known)
+    return xcoms
 
 
 def publish(context: Context, records: list[dict[str, Any]]) -> None:
