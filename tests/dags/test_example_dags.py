@@ -248,7 +248,10 @@ def test_airflow_retries_reattach_instead_of_paying_again(
         # Documented: without the store (Airflow < 3.3) every retry creates, and pays, again,
         # and each try says so in its log, once, pointing at the submit + sensor pattern.
         assert emulator.stats()["creates_accepted"] == 4 * ti.try_number
-        assert warnings == ti.try_number, (out + err)[-3000:]
+        # 3.0's dag.test() prints each task log record once or twice, depending on which log
+        # handlers earlier tests in the process left installed: count in units of that factor.
+        echo = 1 if AIRFLOW_V_3_1_PLUS else warnings // ti.try_number
+        assert echo in (1, 2) and warnings == echo * ti.try_number, (out + err)[-3000:]
         assert "KontextTaskSensor" in out + err
         return
     assert warnings == 0
