@@ -20,7 +20,10 @@ def get_provider_info() -> dict[str, Any]:
     return {
         "package-name": "airflow-provider-kontext",
         "name": "Kie.ai Flux Kontext",
-        "description": "Generate and edit images with Kie.ai's Flux Kontext API from Airflow DAGs.",
+        "description": (
+            "Generate and edit images with Kie.ai's Flux Kontext API and its Market models "
+            "(FLUX.2, Nano Banana, Seedream, GPT Image, ...) from Airflow DAGs."
+        ),
         "versions": [__version__],
         "integrations": [
             {

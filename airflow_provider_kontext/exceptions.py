@@ -1,4 +1,4 @@
-"""Typed errors for every way a Kie.ai Flux Kontext call or task can go wrong.
+"""Typed errors for every way a Kie.ai call or task can go wrong, on Flux Kontext and on the Market API alike.
 
 Each class says *what happened* so a DAG author can catch exactly what they care about
 (``except KontextContentPolicyError``) and on-call can read the cause from the class name.
@@ -61,6 +61,35 @@ class KontextValidationError(KontextError, ValueError):
         super().__init__(message, **kwargs)  # type: ignore[arg-type]
 
 
+class KontextUnknownModelError(KontextValidationError):
+    """
+    The Market ``model`` is not in the provider's catalog, so its ``input`` cannot be checked.
+
+    Either a typo (``suggestions`` holds close catalog slugs) or a model kie has that the catalog
+    does not describe (``uncatalogued_reason`` says why). The ``allow_uncatalogued_model`` opt-out
+    sends it with only its shape checked; catching this class is how a caller tells the two
+    cases from a bad field.
+
+    :param model: The slug as given.
+    :param suggestions: Close catalog slugs, best first.
+    :param uncatalogued_reason: Why a model kie is known to have is not catalogued, else None.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        model: str,
+        suggestions: tuple[str, ...] = (),
+        uncatalogued_reason: str | None = None,
+        **kwargs: object,
+    ) -> None:
+        self.model = model
+        self.suggestions = suggestions
+        self.uncatalogued_reason = uncatalogued_reason
+        super().__init__(message, field="model", **kwargs)
+
+
 class KontextConfigurationError(KontextError):
     """The Airflow connection is unusable (no API key, a malformed base URL or extra)."""
 
@@ -71,6 +100,32 @@ class KontextAuthError(KontextError):
 
 class KontextInsufficientCreditsError(KontextError):
     """The account has too few credits for the request (code 402), or fewer than ``min_credits``."""
+
+
+class KontextKeyLimitError(KontextError):
+    """
+    The API key's own usage limit is reached (code 433): a cap set on the key in kie's console.
+
+    Not a rate limit: those caps count usage per hour, per day or in total, so waiting a rate
+    window and sending again meets the same refusal. Raise the key's limit (or use another key);
+    the account's credits are not the problem.
+    """
+
+
+class KontextCostLimitError(KontextError):
+    """
+    A task's requests would cost more than its ``max_credits`` at the catalog's prices: nothing was sent.
+
+    :param max_credits: The task's ceiling.
+    :param estimated_credits: What the catalog says the requests cost, when every price is known.
+    """
+
+    def __init__(
+        self, message: str, *, max_credits: float, estimated_credits: float | None = None, **kwargs: object
+    ) -> None:
+        self.max_credits = max_credits
+        self.estimated_credits = estimated_credits
+        super().__init__(message, **kwargs)  # type: ignore[arg-type]
 
 
 class KontextNotFoundError(KontextError):
@@ -153,8 +208,8 @@ class KontextSubmissionOutcomeUnknownError(KontextError):
     A create request may or may not have been accepted, so it is not sent again.
 
     Raised for a read timeout, a connection dropped after the request was sent, a 5xx or an
-    unreadable answer to ``generate``. A task may have been created and billed: check the kie
-    logs page (https://kie.ai/logs) before submitting again.
+    unreadable answer to a create (Flux Kontext ``generate`` or Market ``createTask``). A task may
+    have been created and billed: check the kie logs page (https://kie.ai/logs) before submitting again.
     """
 
 
@@ -180,11 +235,16 @@ class KontextTaskFailedError(KontextError):
 
 
 class KontextContentPolicyError(KontextTaskFailedError):
-    """kie's moderation refused the prompt or image (errorCode 400). Resubmitting will not help."""
+    """
+    kie's moderation refused the prompt or image. Resubmitting will not help.
+
+    Flux Kontext says so with errorCode 400; the Market documents no code for it, so there it is
+    recognised by kie's wording alone.
+    """
 
 
 class KontextGenerationFailedError(KontextTaskFailedError):
-    """The task was created but generation failed (successFlag 3, errorCode 501/500)."""
+    """The task was created but generation failed (successFlag 3 or state ``fail``; code 501/500)."""
 
 
 class KontextTaskCreateFailedError(KontextTaskFailedError):
@@ -193,7 +253,7 @@ class KontextTaskCreateFailedError(KontextTaskFailedError):
 
 class KontextMissingResultError(KontextTaskFailedError):
     """
-    kie reported success but gave no ``resultImageUrl``.
+    kie reported success but gave no result image URL (``resultImageUrl``, or ``resultUrls`` on the Market).
 
     Credits were probably charged; resubmitting pays again.
     """

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from typing import TYPE_CHECKING, Any, Final
 
 if TYPE_CHECKING:
@@ -14,8 +15,12 @@ TASK_ID_KEY: Final = "kie_task_id"
 TASK_IDS_KEY: Final = "kie_task_ids"
 #: The (first) result image URL; also what the "Kontext image" extra link opens.
 RESULT_IMAGE_URL_KEY: Final = "result_image_url"
-#: Every result image URL, in the order the tasks were given.
+#: Every result image URL, in the order the tasks were given (a task with several images, e.g. a
+#: Market model's ``max_images``, adds all of them; a failed task adds one ``None``).
 RESULT_IMAGE_URLS_KEY: Final = "result_image_urls"
+#: What the task's images cost in credits, in all: kie's reported figures, else the catalog's prices
+#: (each result says which in ``credits_estimated``); not pushed when nothing says.
+CREDITS_KEY: Final = "kie_credits"
 #: The items a ``KontextReviewOperator`` put in front of a reviewer, each with its ``review`` decision.
 REVIEW_ITEMS_KEY: Final = "kontext_review_items"
 #: ``status`` of a batch item whose create failed (``fail_on_any_failure=False``): no kie task.
@@ -31,14 +36,30 @@ END_MODES: Final = frozenset({END_RETURN_FIRST, END_RETURN_ALL, END_RETURN_NOTHI
 SUCCESS_EVENT_PAYLOAD: Final = "success"
 
 
-def image_url_xcoms(records: list[dict[str, Any]]) -> dict[str, Any]:
-    """The image-URL XComs of finished results (``None`` for a failed item), by key. Pure: no I/O."""
-    urls = [record.get("result_image_url") if record.get("status") == "SUCCESS" else None for record in records]
-    return {RESULT_IMAGE_URL_KEY: urls[0] if urls else None, RESULT_IMAGE_URLS_KEY: urls}
+def image_urls(record: dict[str, Any]) -> list[str]:
+    """Every image URL of one finished result, in kie's order (one for Flux Kontext)."""
+    urls = record.get("result_image_urls")
+    if isinstance(urls, list) and urls:
+        return [url for url in urls if isinstance(url, str)]
+    first = record.get("result_image_url")
+    return [first] if isinstance(first, str) and first else []
+
+
+def result_xcoms(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """The XComs of finished results by key: image URLs (``None`` for a failed item) and credits. Pure: no I/O."""
+    urls: list[str | None] = []
+    for record in records:
+        found = image_urls(record) if record.get("status") == "SUCCESS" else []
+        urls.extend(found or [None])
+    xcoms: dict[str, Any] = {RESULT_IMAGE_URL_KEY: urls[0] if urls else None, RESULT_IMAGE_URLS_KEY: urls}
+    known = [record["credits"] for record in records if isinstance(record.get("credits"), (int, float))]
+    if known:  # no key rather than a None value: Airflow 3.0's Execution API refuses a None XCom
+        xcoms[CREDITS_KEY] = math.fsum(known)
+    return xcoms
 
 
 def publish(context: Context, records: list[dict[str, Any]]) -> None:
-    """Push the image URLs of finished results to XCom (a trigger that ends the task sends the same)."""
+    """Push the image URLs and credits of finished results to XCom (a trigger that ends the task sends the same)."""
     ti = context["ti"]
-    for key, value in image_url_xcoms(records).items():
+    for key, value in result_xcoms(records).items():
         ti.xcom_push(key=key, value=value)

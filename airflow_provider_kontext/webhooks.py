@@ -1,8 +1,16 @@
 """Verify and read kie's task callbacks (``callBackUrl``), for whoever runs the receiving endpoint.
 
-kie POSTs ``{code, msg, data: {taskId, info: {originImageUrl, resultImageUrl}}}`` when a task
-ends. Anyone who learns the URL can POST the same shape, so with a webhook HMAC key set in the
-kie dashboard every callback carries ``X-Webhook-Timestamp`` (Unix seconds) and
+kie POSTs when a task ends, in one of two shapes, one per API family:
+
+* Flux Kontext: ``{code, msg, data: {taskId, info: {originImageUrl, resultImageUrl}}}``;
+* Market jobs: ``{code, msg, data: <the recordInfo data>}`` (``state``, ``resultJson``,
+  ``consumeCredits``, ...): kie says the callback is the status answer's ``data``.
+
+:func:`parse_kie_callback` reads both into a :class:`KieCallback` whose ``record`` is the same
+:class:`~airflow_provider_kontext._protocol.record.TaskRecord` a status poll gives.
+
+Anyone who learns the URL can POST the same shape, so with a webhook HMAC key set in the
+kie dashboard every callback (of either family) carries ``X-Webhook-Timestamp`` (Unix seconds) and
 ``X-Webhook-Signature`` = base64(HMAC-SHA256(key, ``taskId + "." + timestamp``)). Note what that
 signs: the task id and the time, **not** the body. A verified callback proves kie sent a callback
 for that task recently; it does not vouch for the URLs in the body, so treat it as a signal to read
@@ -24,9 +32,10 @@ import json
 import math
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Final
 
+from airflow_provider_kontext._protocol.record import TaskRecord, TaskStatus, parse_market_record
 from airflow_provider_kontext.exceptions import (
     KontextConfigurationError,
     KontextResponseError,
@@ -42,6 +51,9 @@ DEFAULT_TOLERANCE_SECONDS: Final = 300.0
 #: The callback ``code`` of a successful task; 400 (content policy), 500 and 501 are failures.
 CALLBACK_SUCCESS_CODE: Final = 200
 
+#: Keys of a Market callback's ``data`` (its recordInfo record); a Kontext callback has ``info`` instead.
+_MARKET_DATA_KEYS: Final = frozenset({"state", "resultJson", "param", "model"})
+
 _SHA256_DIGEST_SIZE: Final = 32
 
 
@@ -50,7 +62,11 @@ class KieCallback:
     """
     One parsed callback. URLs are ``None`` when kie sent ``""`` (every failure) or nothing.
 
-    ``origin_image_url`` is valid for only 10 minutes, ``result_image_url`` for 14 days.
+    ``origin_image_url`` (Flux Kontext only) is valid for only 10 minutes, ``result_image_url``
+    (the first image) for 14 days. ``record`` is the task as a status poll would describe it,
+    with every image, kie's failure code and text and, on the Market, the credits consumed;
+    :func:`parse_kie_callback` always sets it (it is left out of ``==``, being derived from the
+    same body).
     """
 
     task_id: str
@@ -58,10 +74,13 @@ class KieCallback:
     msg: str
     result_image_url: str | None
     origin_image_url: str | None
+    record: TaskRecord | None = field(default=None, compare=False)
 
     @property
     def succeeded(self) -> bool:
         """kie says the task succeeded. The result URL may still be missing (a known kie quirk)."""
+        if self.record is not None:
+            return self.record.status is TaskStatus.SUCCESS
         return self.code == CALLBACK_SUCCESS_CODE
 
 
@@ -134,10 +153,12 @@ def verify_kie_signature(
 
 def parse_kie_callback(body: bytes | str | Mapping[str, Any]) -> KieCallback:
     """
-    Read a callback body; raise :class:`KontextResponseError` when it is not kie's shape.
+    Read a callback body of either family; raise :class:`KontextResponseError` when it is not kie's shape.
 
-    The task id is ``data.taskId``, falling back to ``data.task_id`` (kie's Chinese sample code
-    reads that name). ``code`` is authoritative, ``msg`` is for humans only.
+    The task id is ``data.taskId``, falling back to ``data.task_id`` (kie's sample code reads
+    that name), then to ``taskId``/``task_id`` beside ``data``. On Flux Kontext ``code`` is
+    authoritative; on the Market ``data.state`` is (``code`` only stands in when a callback lacks
+    it: kie sends callbacks for finished tasks only). ``msg`` is for humans only.
     """
     payload: Any = body
     if isinstance(body, (bytes, bytearray, str)):
@@ -155,19 +176,49 @@ def parse_kie_callback(body: bytes | str | Mapping[str, Any]) -> KieCallback:
     data = payload.get("data")
     if not isinstance(data, Mapping):
         raise KontextResponseError("kie callback has no data object.", endpoint="callback", code=code)
-    task_id = data.get("taskId") or data.get("task_id")
-    if not isinstance(task_id, str) or not task_id.strip():
+    task_id = _callback_task_id(payload, data)
+    if task_id is None:
         raise KontextResponseError("kie callback has no data.taskId.", endpoint="callback", code=code)
+    msg = next((text for key in ("msg", "message") if isinstance(text := payload.get(key), str) and text), "")
+    if "info" not in data and _MARKET_DATA_KEYS & data.keys():
+        return _market_callback(task_id, code, msg, data)
+    return _kontext_callback(task_id, code, msg, data)
+
+
+def _callback_task_id(payload: Mapping[str, Any], data: Mapping[str, Any]) -> str | None:
+    """The first task id found where kie's docs and samples put it; the docs and the sample disagree."""
+    for where, key in ((data, "taskId"), (data, "task_id"), (payload, "taskId"), (payload, "task_id")):
+        value = where.get(key)
+        if isinstance(value, str) and value.strip():
+            return value.strip()
+    return None
+
+
+def _kontext_callback(task_id: str, code: int, msg: str, data: Mapping[str, Any]) -> KieCallback:
+    """A Flux Kontext callback: ``code`` is the outcome (400 moderation, 500, 501), ``data.info`` the URLs."""
     info = data.get("info")
     info = info if isinstance(info, Mapping) else {}
-    msg = payload.get("msg")
-    return KieCallback(
-        task_id=task_id.strip(),
-        code=code,
-        msg=msg if isinstance(msg, str) else "",
-        result_image_url=_url_or_none(info.get("resultImageUrl")),
-        origin_image_url=_url_or_none(info.get("originImageUrl")),
+    result_url = _url_or_none(info.get("resultImageUrl"))
+    origin_url = _url_or_none(info.get("originImageUrl"))
+    failed = code != CALLBACK_SUCCESS_CODE
+    record = TaskRecord(
+        kie_task_id=task_id,
+        status=TaskStatus.GENERATE_FAILED if failed else TaskStatus.SUCCESS,
+        result_image_url=result_url,
+        origin_image_url=origin_url,
+        error_code=code if failed else None,
+        error_message=(msg or None) if failed else None,
     )
+    return KieCallback(task_id, code, msg, result_url, origin_url, record)
+
+
+def _market_callback(task_id: str, code: int, msg: str, data: Mapping[str, Any]) -> KieCallback:
+    """A Market callback: its ``data`` is a recordInfo record, read by the same parser as a poll."""
+    record_data = {**data, "taskId": task_id}
+    if not isinstance(data.get("state"), str):
+        record_data["state"] = "success" if code == CALLBACK_SUCCESS_CODE else "fail"
+    record = parse_market_record(record_data, task_id=task_id)
+    return KieCallback(task_id, code, msg, record.result_image_url, None, record)
 
 
 def verify_and_parse(

@@ -9,15 +9,26 @@ What is measured, and how, is the same for every contender:
 
 * CPU: ``resource.getrusage(RUSAGE_SELF)`` of this process (all its threads, so the peer's
   ``sync_to_async`` worker threads count too) over the polling window only, not the imports;
-* polls: the emulator's own ``record-info`` request counter, read before and after the window;
+* polls: the emulator's own status-request counter (``record-info``, or ``jobs-record-info`` for
+  Market tasks), read before and after the window;
 * connections opened: every ``loop.create_connection`` call of the event loop (aiohttp opens
   each TCP connection through it, whoever owns the session);
 * RSS: ``/proc/self/statm`` before and after the window, and ``ru_maxrss``.
 
-Modes: ``ours`` (real :class:`KontextTaskTrigger` instances), ``peer`` (real ``HttpEventTrigger``
-instances of apache-airflow-providers-http with an async response check that reads
-``successFlag``), ``floor`` (a bare aiohttp keep-alive loop doing the same GETs) and
-``capacity`` (batch triggers plus an event-loop lag probe).
+A spec may ask for a ``warmup``: seconds the waiters run before a second, steady-state window
+is measured (``steady_cpu_seconds``, ``steady_polls``), so start-up (each trigger's connection
+lookup, its first poll's URL building) does not dilute a per-poll comparison.
+
+Contenders run by :func:`run_children` poll at the same time: each child, once imported, waits at
+a barrier (``spec['barrier']``) until all are ready, so their windows cover the same seconds and
+a load spike on a shared machine costs them alike. ``spec['spread']`` starts the waiters spread
+evenly over one poll interval, as waits that began at different times are, rather than all
+polling in the same instant each interval.
+
+Modes: ``ours`` (real :class:`KontextTaskTrigger` instances, waiting on tasks of the spec's
+``api`` family), ``peer`` (real ``HttpEventTrigger`` instances of apache-airflow-providers-http
+with an async response check that reads ``successFlag``), ``floor`` (a bare aiohttp keep-alive
+loop doing the same GETs) and ``capacity`` (batch triggers plus an event-loop lag probe).
 """
 
 from __future__ import annotations
@@ -39,6 +50,12 @@ if TYPE_CHECKING:
     from collections.abc import Awaitable, Callable, Iterator
 
 RECORD_INFO_PATH = "/api/v1/flux/kontext/record-info"
+#: The emulator's name of each API family's status endpoint, in its request counters.
+STATUS_ENDPOINTS = {"kontext": "record-info", "market": "jobs-record-info"}
+#: The Market model the benchmarks create (text-to-image, one image, the cheapest FLUX.2).
+MARKET_MODEL = "flux-2/pro-text-to-image"
+#: The polling benchmarks' emulator: no create limit, no balance to run out, tasks readable at once.
+EMULATOR_FLAGS = ("--rate-limit-creates", "1000000", "--credits", "1e9", "--record-info-null-seconds", "0")
 #: Connection ids the parent puts in ``AIRFLOW_CONN_*`` (a real connection lookup, no mocks).
 OURS_CONN_ID = "kie_bench"
 PEER_CONN_ID = "kie_bench_http"
@@ -60,11 +77,11 @@ def cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def record_info_count(base_url: str) -> int:
-    """How many record-info requests the emulator has answered so far (its own counter)."""
+def status_count(base_url: str, api: str = "kontext") -> int:
+    """How many status requests of the ``api`` family the emulator has answered so far (its own counter)."""
     with urllib.request.urlopen(f"{base_url}/_emulator/stats", timeout=60) as response:
         stats = json.loads(response.read())
-    return int(stats["requests"].get("record-info", 0))
+    return int(stats["requests"].get(STATUS_ENDPOINTS[api], 0))
 
 
 def count_connections(loop: asyncio.AbstractEventLoop) -> list[int]:
@@ -97,10 +114,20 @@ def build_ours(spec: dict[str, Any]) -> list[Callable[[], Awaitable[None]]]:
     events: list[Any] = []
     end_time = time.time() + 24 * 3600
     triggers = [
-        KontextTaskTrigger(OURS_CONN_ID, ids, end_time=end_time, poll_interval=spec["interval"])
+        KontextTaskTrigger(
+            OURS_CONN_ID, ids, end_time=end_time, poll_interval=spec["interval"], api=spec.get("api", "kontext")
+        )
         for ids in spec["batches"]
     ]
-    return [lambda t=t: drive_trigger(t, events) for t in triggers]  # type: ignore[misc]
+    if not spec.get("spread"):
+        return [lambda t=t: drive_trigger(t, events) for t in triggers]  # type: ignore[misc]
+    step = spec["interval"] / max(1, len(triggers))
+
+    async def start_later(index: int, trigger: Any) -> None:
+        await asyncio.sleep(index * step)
+        await drive_trigger(trigger, events)
+
+    return [lambda i=i, t=t: start_later(i, t) for i, t in enumerate(triggers)]  # type: ignore[misc]
 
 
 def build_peer(spec: dict[str, Any]) -> list[Callable[[], Awaitable[None]]]:
@@ -150,15 +177,31 @@ def build_floor(spec: dict[str, Any]) -> list[Callable[[], Awaitable[None]]]:
 
 
 async def poll_window(spec: dict[str, Any], starters: list[Callable[[], Awaitable[None]]]) -> dict[str, Any]:
-    """Start every waiter, let them poll for ``spec['seconds']``, cancel them, report the counters."""
+    """
+    Start every waiter, let them poll for ``spec['seconds']``, cancel them, report the counters.
+
+    With ``spec['warmup']`` the waiters first run that long, and the ``seconds`` after it are
+    also measured on their own (``steady_*``): from the first poll round after start-up to just
+    before the cancellation.
+    """
     connections = count_connections(asyncio.get_running_loop())
     tasks = [asyncio.ensure_future(start()) for start in starters]
+    steady: dict[str, Any] = {}
+    warmup = float(spec.get("warmup", 0.0))
+    if warmup > 0:
+        await asyncio.sleep(warmup)
+        # The counter read blocks the loop for a moment: read it outside the CPU bracket.
+        polls_before = status_count(spec["base_url"], spec.get("api", "kontext"))
+        cpu_before = cpu_seconds()
     await asyncio.sleep(spec["seconds"])
+    if warmup > 0:
+        steady["steady_cpu_seconds"] = cpu_seconds() - cpu_before
+        steady["steady_polls"] = status_count(spec["base_url"], spec.get("api", "kontext")) - polls_before
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
     await asyncio.sleep(0.25)  # let closed sessions release their sockets
-    return {"connections_opened": connections[0]}
+    return {"connections_opened": connections[0], **steady}
 
 
 async def capacity_window(spec: dict[str, Any]) -> dict[str, Any]:
@@ -212,6 +255,14 @@ async def capacity_window(spec: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def wait_at_barrier(barrier: Path, name: str) -> None:
+    """Say this child is ready (imported, waiters built), then wait until the parent says go."""
+    (barrier / f"{name}.ready").touch()
+    go = barrier / "go"
+    while not go.exists():
+        time.sleep(0.01)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("mode", choices=("ours", "peer", "floor", "capacity"))
@@ -223,7 +274,9 @@ def main() -> None:
     else:
         builders = {"ours": build_ours, "peer": build_peer, "floor": build_floor}
         starters = builders[args.mode](spec)
-    polls_before = record_info_count(spec["base_url"])
+    if "barrier" in spec:
+        wait_at_barrier(Path(spec["barrier"]), spec["barrier_name"])
+    polls_before = status_count(spec["base_url"], spec.get("api", "kontext"))
     rss_before = rss_bytes()
     cpu_before = cpu_seconds()
     wall_before = time.perf_counter()
@@ -232,7 +285,7 @@ def main() -> None:
     wall = time.perf_counter() - wall_before
     cpu = cpu_seconds() - cpu_before
     rss_after = rss_bytes()
-    polls = record_info_count(spec["base_url"]) - polls_before
+    polls = status_count(spec["base_url"], spec.get("api", "kontext")) - polls_before
     result.update(
         mode=args.mode,
         cpu_seconds=cpu,
@@ -252,15 +305,20 @@ if __name__ == "__main__":
 # ----------------------------------------------------------------------------- parent side
 
 
-def create_tasks(base_url: str, api_key: str, count: int, *, slow_seconds: float) -> list[str]:
-    """Create ``count`` emulator tasks that stay generating for ``slow_seconds`` (the prompt marker)."""
+def create_tasks(base_url: str, api_key: str, count: int, *, slow_seconds: float, api: str = "kontext") -> list[str]:
+    """Create ``count`` emulator tasks of the ``api`` family, unfinished for ``slow_seconds`` (the prompt marker)."""
     import concurrent.futures
 
     def create(index: int) -> str:
-        body = json.dumps({"prompt": f"bench image {index} [emulator:slow={slow_seconds:g}]"}).encode()
+        prompt = f"bench image {index} [emulator:slow={slow_seconds:g}]"
+        if api == "market":
+            path = "/api/v1/jobs/createTask"
+            payload = {"model": MARKET_MODEL, "input": {"prompt": prompt, "aspect_ratio": "1:1", "resolution": "1K"}}
+        else:
+            path, payload = "/api/v1/flux/kontext/generate", {"prompt": prompt}
         request = urllib.request.Request(
-            f"{base_url}/api/v1/flux/kontext/generate",
-            data=body,
+            f"{base_url}{path}",
+            data=json.dumps(payload).encode(),
             headers={"Authorization": f"Bearer {api_key}", "Content-Type": "application/json"},
             method="POST",
         )
@@ -286,9 +344,7 @@ def generating_tasks(
     """
     from benchmarks.common import API_KEY, emulator_process
 
-    with emulator_process(
-        "--rate-limit-creates", "1000000", "--credits", "1e9", "--record-info-null-seconds", "0"
-    ) as base_url:  # fmt: skip
+    with emulator_process(*EMULATOR_FLAGS) as base_url:
         ids = create_tasks(base_url, API_KEY, count, slow_seconds=3600)
         time.sleep(0.2)
         spec = {
@@ -322,25 +378,56 @@ def connection_env(base_url: str, api_key: str) -> dict[str, str]:
 
 def run_child(mode: str, spec: dict[str, Any], env: dict[str, str]) -> dict[str, Any]:
     """Run one contender in a fresh interpreter and return what it measured."""
+    (result,) = run_children([(mode, spec)], env)
+    return result
+
+
+def run_children(jobs: list[tuple[str, dict[str, Any]]], env: dict[str, str]) -> list[dict[str, Any]]:
+    """
+    Run contenders ``(mode, spec)`` each in a fresh interpreter; what each measured, in order.
+
+    Several contenders run at the same time and start polling together: each child waits at a
+    barrier once imported, and all are released when the last is ready.
+    """
     import subprocess
     import tempfile
 
     root = Path(__file__).resolve().parent.parent
-    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
-        json.dump(spec, handle)
-    try:
-        proc = subprocess.run(
-            [sys.executable, "-m", "benchmarks._pollers", mode, "--spec", handle.name],
-            cwd=root,
-            env={**os.environ, "AIRFLOW__CORE__LOAD_EXAMPLES": "False", **env},
-            capture_output=True,
-            text=True,
-            check=False,
-            timeout=spec["seconds"] + 600,
-        )
-    finally:
-        os.unlink(handle.name)
-    if proc.returncode != 0:
-        raise RuntimeError(f"{mode} child failed ({proc.returncode}): {proc.stderr[-3000:]}")
-    result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
-    return result
+    running: list[tuple[str, dict[str, Any], subprocess.Popen[bytes]]] = []
+    with tempfile.TemporaryDirectory(prefix="kontext-bench-children-") as tmp:
+        barrier = Path(tmp)
+        try:
+            for index, (mode, spec) in enumerate(jobs):
+                spec_file = barrier / f"spec-{index}.json"
+                together = {"barrier": tmp, "barrier_name": str(index)} if len(jobs) > 1 else {}
+                spec_file.write_text(json.dumps({**spec, **together}))
+                # Files, not pipes: a child must never block on a full pipe while another is read.
+                with (barrier / f"{index}.out").open("w") as out, (barrier / f"{index}.err").open("w") as err:
+                    proc = subprocess.Popen(
+                        [sys.executable, "-m", "benchmarks._pollers", mode, "--spec", str(spec_file)],
+                        cwd=root,
+                        env={**os.environ, "AIRFLOW__CORE__LOAD_EXAMPLES": "False", **env},
+                        stdout=out,
+                        stderr=err,
+                    )
+                running.append((mode, spec, proc))
+            if len(jobs) > 1:
+                deadline = time.monotonic() + 600
+                while not all((barrier / f"{index}.ready").exists() for index in range(len(jobs))):
+                    if any(proc.poll() is not None for _, _, proc in running) or time.monotonic() > deadline:
+                        break  # a child died (its error is read below) or never got ready
+                    time.sleep(0.01)
+                (barrier / "go").touch()
+            results = []
+            for index, (mode, spec, proc) in enumerate(running):
+                proc.wait(timeout=spec["seconds"] + spec.get("warmup", 0) + 600)
+                if proc.returncode != 0:
+                    stderr = (barrier / f"{index}.err").read_text()
+                    raise RuntimeError(f"{mode} child failed ({proc.returncode}): {stderr[-3000:]}")
+                results.append(json.loads((barrier / f"{index}.out").read_text().strip().splitlines()[-1]))
+            return results
+        finally:
+            for _, _, proc in running:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()

@@ -27,6 +27,7 @@ import time
 import urllib.request
 from typing import TYPE_CHECKING, Any
 
+from airflow_provider_kontext._protocol.record import ApiFamily
 from benchmarks.common import API_KEY, Figure, bench_main, emulator_process, percentile
 
 if TYPE_CHECKING:
@@ -65,8 +66,9 @@ def measure(base_url: str, schedule: PollSchedule, seconds: list[float]) -> tupl
     class CountingHook(KontextHook):
         """The real hook, noting when each task's terminal record arrived and how many checks it took."""
 
-        def get_task(self, task_id: str, *, retry: bool = True) -> TaskRecord:
-            record = super().get_task(task_id, retry=retry)
+        def get_task(self, kie_task_id: str, *, api: ApiFamily = ApiFamily.KONTEXT, retry: bool = True) -> TaskRecord:
+            task_id = kie_task_id
+            record = super().get_task(task_id, api=api, retry=retry)
             now = time.time()
             with lock:
                 calls[task_id] = calls.get(task_id, 0) + 1

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from airflow_provider_kontext import exceptions as exc
+from airflow_provider_kontext._protocol.record import ApiFamily, TaskStatus
 from airflow_provider_kontext.emulator import EmulatorServer
 from airflow_provider_kontext.emulator.payloads import sign_webhook
 from airflow_provider_kontext.hooks.kontext import KontextHook
@@ -197,6 +198,156 @@ def test_verify_and_parse_refuses_unsigned_callbacks(missing: str) -> None:
     with pytest.raises(exc.KontextWebhookSignatureError, match=missing) as info:
         verify_and_parse(headers, success_body(), SECRET, now=NOW)
     assert info.value.reason == "missing_header"
+
+
+# ----------------------------------------------------------------------------- Market callbacks
+
+MARKET_TASK = "e989621f54392584b05867f87b160672"
+MARKET_PARAM = json.dumps(
+    {
+        "model": "nano-banana-pro",
+        "callBackUrl": "https://hooks.test/kie",
+        "input": {"prompt": "a comic strip of a cat", "resolution": "1K", "output_format": "png"},
+    }
+)
+
+
+def market_success_body(**data: Any) -> dict[str, Any]:
+    """The success example of the Market reference's section 3, unabridged where it was abridged."""
+    return {
+        "code": 200,
+        "msg": "Playground task completed successfully.",
+        "data": {
+            "taskId": MARKET_TASK,
+            "model": "nano-banana-pro",
+            "state": "success",
+            "param": MARKET_PARAM,
+            "resultJson": json.dumps({"resultUrls": ["https://tempfile.test/m1.png"]}),
+            "consumeCredits": 100,
+            "remainedCredits": 2510330,
+            "costTime": 8,
+            "createTime": 1755599634000,
+            "completeTime": 1755599644000,
+            "updateTime": 1755599644000,
+            **data,
+        },
+    }
+
+
+def market_failure_body() -> dict[str, Any]:
+    """The failure example of the Market reference's section 3."""
+    return {
+        "code": 501,
+        "msg": "Playground task failed.",
+        "data": {
+            "taskId": MARKET_TASK,
+            "model": "nano-banana-pro",
+            "state": "fail",
+            "param": MARKET_PARAM,
+            "resultJson": "",
+            "failCode": "500",
+            "failMsg": "Internal server error",
+            "consumeCredits": 0,
+            "remainedCredits": 2510330,
+            "costTime": 8,
+            "createTime": 1755599634000,
+            "completeTime": 1755599644000,
+            "updateTime": 1755599644000,
+        },
+    }
+
+
+def test_market_success_callback_reads_into_the_same_record_a_poll_gives() -> None:
+    callback = parse_kie_callback(json.dumps(market_success_body()))
+    assert (callback.task_id, callback.code) == (MARKET_TASK, 200)
+    assert callback.succeeded
+    assert callback.result_image_url == "https://tempfile.test/m1.png"
+    assert callback.origin_image_url is None
+    record = callback.record
+    assert record is not None
+    assert record.api is ApiFamily.MARKET
+    assert record.status is TaskStatus.SUCCESS and record.succeeded
+    assert record.kie_task_id == MARKET_TASK
+    assert record.credits == 100.0
+    assert (record.model, record.prompt) == ("nano-banana-pro", "a comic strip of a cat")
+    assert record.complete_time == "2025-08-19T10:34:04+00:00"
+    assert record.failure() is None
+
+
+def test_market_failure_callback_is_a_failed_record_with_kies_code_and_a_refund() -> None:
+    callback = parse_kie_callback(market_failure_body())
+    assert callback.code == 501
+    assert not callback.succeeded
+    assert callback.result_image_url is None
+    record = callback.record
+    assert record is not None
+    assert record.status is TaskStatus.GENERATE_FAILED
+    assert (record.error_code, record.error_message, record.credits) == (500, "Internal server error", 0.0)
+    assert type(record.failure()) is exc.KontextGenerationFailedError
+
+
+def test_market_callback_with_several_images_keeps_them_all() -> None:
+    urls = ["https://tempfile.test/1.png", "https://tempfile.test/2.png", "https://tempfile.test/3.png"]
+    callback = parse_kie_callback(market_success_body(resultJson={"resultUrls": urls}))
+    assert callback.result_image_url == urls[0]
+    assert callback.record is not None and callback.record.result_image_urls == tuple(urls)
+
+
+def test_market_callback_refused_by_moderation_is_content_policy_by_its_text() -> None:
+    payload = market_failure_body()
+    payload["data"].update(failCode="400", failMsg="Your prompt was flagged as violating our content policy")
+    record = parse_kie_callback(payload).record
+    assert record is not None and type(record.failure()) is exc.KontextContentPolicyError
+
+
+@pytest.mark.parametrize(
+    "place",
+    [
+        lambda p: p["data"],
+        lambda p: p["data"].update(task_id=p["data"].pop("taskId")),
+        lambda p: p.update(taskId=p["data"].pop("taskId")),
+        lambda p: p.update(task_id=p["data"].pop("taskId")),
+    ],
+    ids=["data.taskId", "data.task_id", "taskId", "task_id"],
+)
+def test_market_callback_task_id_is_found_wherever_kies_docs_and_samples_put_it(place: Any) -> None:
+    payload = market_success_body()
+    place(payload)
+    callback = parse_kie_callback(payload)
+    assert callback.task_id == MARKET_TASK
+    assert callback.record is not None and callback.record.kie_task_id == MARKET_TASK
+
+
+def test_market_callback_without_a_state_takes_it_from_the_code() -> None:
+    payload = market_failure_body()
+    del payload["data"]["state"]
+    record = parse_kie_callback(payload).record
+    assert record is not None and record.status is TaskStatus.GENERATE_FAILED
+    payload = market_success_body()
+    del payload["data"]["state"]
+    assert parse_kie_callback(payload).succeeded
+
+
+def test_market_callback_signature_verifies_over_task_id_and_timestamp() -> None:
+    raw = json.dumps(market_success_body()).encode()
+    callback = verify_and_parse(headers_for(task_id=MARKET_TASK), raw, SECRET, now=NOW)
+    assert callback.succeeded
+    with pytest.raises(exc.KontextWebhookSignatureError):
+        verify_and_parse(headers_for(task_id=TASK), raw, SECRET, now=NOW)
+
+
+def test_kontext_callback_also_carries_a_record_whose_failure_is_typed() -> None:
+    success = parse_kie_callback(success_body()).record
+    assert success is not None
+    assert (success.api, success.status, success.result_image_url) == (
+        ApiFamily.KONTEXT,
+        TaskStatus.SUCCESS,
+        "https://t.example/r.png",
+    )
+    refused = parse_kie_callback(
+        {"code": 400, "msg": "flagged", "data": {"taskId": TASK, "info": {"resultImageUrl": ""}}}
+    ).record
+    assert refused is not None and type(refused.failure()) is exc.KontextContentPolicyError
 
 
 # ----------------------------------------------------------------------------- end to end

@@ -5,6 +5,13 @@ bad key, 402 for no credits, 422 for bad input...). An answer is a success only 
 status is 2xx **and** the body's ``code`` is 200. Errors are classified by the body code first
 and by the HTTP status when the body has none (an HTML gateway page, an empty body).
 
+Both API families speak this envelope: Flux Kontext's own endpoints (``generate``,
+``record-info``) and the Market jobs API (``createTask``, ``recordInfo``), which serves every
+other image model. One reader and one classifier serve both; the few places where the Market
+words a code differently are marked where the code is read. Each family's create is a
+*create* (:attr:`Endpoint.creates_billable_work`), and every rule about money keys on that, not
+on which endpoint it is.
+
 This module does no I/O. The sync hook and the async client build requests with the
 ``*_request`` functions, send them however they like, and hand the status, headers and raw
 body back to :func:`parse_envelope`/:func:`parse_generate_response`.
@@ -16,13 +23,28 @@ import base64
 import email.utils
 import enum
 import json
+import re
 import time
 import uuid
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Final
 
-from airflow_provider_kontext._protocol.record import TaskRecord, parse_record
-from airflow_provider_kontext._protocol.request import GenerateRequest, check_http_url, check_task_id
+from airflow_provider_kontext._protocol.catalog import check_uncatalogued_input, validate_input
+from airflow_provider_kontext._protocol.record import (
+    ApiFamily,
+    TaskRecord,
+    looks_like_moderation,
+    parse_market_record,
+    parse_record,
+)
+from airflow_provider_kontext._protocol.request import (
+    WIRE_NAMES,
+    CreateRequest,
+    GenerateRequest,
+    MarketRequest,
+    check_http_url,
+    check_task_id,
+)
 from airflow_provider_kontext.exceptions import (
     KontextAuthError,
     KontextContentPolicyError,
@@ -30,6 +52,7 @@ from airflow_provider_kontext.exceptions import (
     KontextFeatureDisabledError,
     KontextGenerationFailedError,
     KontextInsufficientCreditsError,
+    KontextKeyLimitError,
     KontextNotFoundError,
     KontextRateLimitError,
     KontextResponseError,
@@ -41,7 +64,7 @@ from airflow_provider_kontext.exceptions import (
 )
 
 if TYPE_CHECKING:
-    from collections.abc import Mapping
+    from collections.abc import Callable, Mapping
 
 #: Longest wait a ``Retry-After`` header may impose on us; a larger value is clamped.
 MAX_RETRY_AFTER_SECONDS: Final = 60.0
@@ -53,29 +76,42 @@ SUCCESS_CODE: Final = 200
 
 
 class Endpoint(enum.Enum):
-    """Every kie endpoint the provider calls, with its method and path."""
+    """
+    Every kie endpoint the provider calls: label, method, path, API family, and what sending it does.
 
-    GENERATE = ("generate", "POST", "/api/v1/flux/kontext/generate", False)
-    RECORD_INFO = ("record-info", "GET", "/api/v1/flux/kontext/record-info", False)
-    CREDIT = ("credit", "GET", "/api/v1/chat/credit", False)
-    DOWNLOAD_URL = ("download-url", "POST", "/api/v1/common/download-url", False)
-    UPLOAD_STREAM = ("upload-stream", "POST", "/api/file-stream-upload", True)
-    UPLOAD_URL = ("upload-url", "POST", "/api/file-url-upload", True)
-    UPLOAD_BASE64 = ("upload-base64", "POST", "/api/file-base64-upload", True)
+    ``creates_billable_work`` marks a create: it makes (and bills) a task, so it must never be
+    sent twice after an ambiguous outcome. Every other endpoint reads, uploads or fetches, and
+    is safe to resend. ``api`` is ``None`` for what both families share (credits, uploads, files).
+    """
+
+    GENERATE = ("generate", "POST", "/api/v1/flux/kontext/generate", ApiFamily.KONTEXT, True)
+    RECORD_INFO = ("record-info", "GET", "/api/v1/flux/kontext/record-info", ApiFamily.KONTEXT)
+    MARKET_CREATE = ("market-create", "POST", "/api/v1/jobs/createTask", ApiFamily.MARKET, True)
+    MARKET_RECORD_INFO = ("market-record-info", "GET", "/api/v1/jobs/recordInfo", ApiFamily.MARKET)
+    CREDIT = ("credit", "GET", "/api/v1/chat/credit")
+    DOWNLOAD_URL = ("download-url", "POST", "/api/v1/common/download-url")
+    UPLOAD_STREAM = ("upload-stream", "POST", "/api/file-stream-upload", None, False, True)
+    UPLOAD_URL = ("upload-url", "POST", "/api/file-url-upload", None, False, True)
+    UPLOAD_BASE64 = ("upload-base64", "POST", "/api/file-base64-upload", None, False, True)
     #: A result image on kie's storage host; the URL comes from the task record.
-    FILE = ("file", "GET", "", False)
+    FILE = ("file", "GET", "")
 
-    def __init__(self, label: str, method: str, path: str, on_upload_host: bool) -> None:
+    def __init__(
+        self,
+        label: str,
+        method: str,
+        path: str,
+        api: ApiFamily | None = None,
+        creates_billable_work: bool = False,
+        on_upload_host: bool = False,
+    ) -> None:
         self.label = label
         self.method = method
         self.path = path
+        self.api = api
+        self.creates_billable_work = creates_billable_work
         #: Uploads live on a different host (``kieai.redpandaai.co``) from the API.
         self.on_upload_host = on_upload_host
-
-    @property
-    def creates_billable_work(self) -> bool:
-        """Only ``generate`` creates (and bills) anything; everything else is safe to resend."""
-        return self is Endpoint.GENERATE
 
 
 @dataclass(frozen=True)
@@ -99,8 +135,64 @@ def generate_request(request: GenerateRequest) -> ApiRequest:
     return ApiRequest(Endpoint.GENERATE, json_body=request.to_payload())
 
 
+def create_request(request: CreateRequest) -> ApiRequest:
+    """The create of either family: a Kontext ``generate`` or a Market ``createTask``."""
+    if isinstance(request, MarketRequest):
+        return market_create_request(request.model, request.input, request.callback_url, validate=request.catalogued)
+    return generate_request(request)
+
+
+def status_endpoint(api: ApiFamily) -> Endpoint:
+    """Where a task of family ``api`` is read."""
+    return Endpoint.MARKET_RECORD_INFO if api is ApiFamily.MARKET else Endpoint.RECORD_INFO
+
+
+def status_request(task_id: str, api: ApiFamily) -> ApiRequest:
+    """The status read of a task of family ``api``: each family has its own endpoint."""
+    return market_record_request(task_id) if api is ApiFamily.MARKET else record_info_request(task_id)
+
+
+def parse_create_response(
+    endpoint: Endpoint, http_status: int, body: bytes, headers: Mapping[str, str] | None = None
+) -> str:
+    """The new task id of a create of either family (``endpoint`` says which), or the error."""
+    return _parse_create_response(endpoint, http_status, body, headers)
+
+
+def parse_status_response(
+    api: ApiFamily, http_status: int, body: bytes, headers: Mapping[str, str] | None = None, *, task_id: str
+) -> TaskRecord:
+    """A task's record from the status endpoint of its family."""
+    if api is ApiFamily.MARKET:
+        return parse_market_record_response(http_status, body, headers, task_id=task_id)
+    return parse_record_info_response(http_status, body, headers, task_id=task_id)
+
+
 def record_info_request(task_id: str) -> ApiRequest:
     return ApiRequest(Endpoint.RECORD_INFO, params={"taskId": check_task_id(task_id)})
+
+
+def market_create_request(
+    model: str, input: Mapping[str, Any], callback_url: str | None = None, *, validate: bool = True
+) -> ApiRequest:
+    """
+    ``POST /api/v1/jobs/createTask``: ``{"model", "input", "callBackUrl"?}``, checked before anything is sent.
+
+    ``input`` goes through the model catalog (:func:`~.catalog.validate_input`), whose result
+    is what is sent: kie ignores unknown fields, so a typo would otherwise be paid for.
+    ``validate=False`` is the catalog's opt-out for a model it lacks or gets wrong: then only the
+    shape is checked. ``callBackUrl`` is sent only when given, since kie posts to whatever it gets.
+    """
+    checked = validate_input(model, input) if validate else check_uncatalogued_input(model, input)
+    body: dict[str, Any] = {"model": model, "input": checked}
+    if callback_url is not None:
+        body["callBackUrl"] = check_http_url(callback_url, field="callback_url")
+    return ApiRequest(Endpoint.MARKET_CREATE, json_body=body)
+
+
+def market_record_request(task_id: str) -> ApiRequest:
+    """``GET /api/v1/jobs/recordInfo?taskId=``: one status endpoint for every Market model."""
+    return ApiRequest(Endpoint.MARKET_RECORD_INFO, params={"taskId": check_task_id(task_id)})
 
 
 def credit_request() -> ApiRequest:
@@ -170,14 +262,22 @@ def read_envelope(
         code = int(code)
     if not isinstance(code, int) or isinstance(code, bool):
         code = None
-    msg = payload.get("msg")
     return Envelope(
         http_status=http_status,
         code=code,
-        msg=msg if isinstance(msg, str) else "",
+        msg=_message(payload),
         data=payload.get("data"),
         retry_after=retry_after,
     )
+
+
+def _message(payload: Mapping[str, Any]) -> str:
+    """kie's text: ``msg`` in its schemas, ``message`` in some of its examples, so ``msg ?? message``."""
+    for key in ("msg", "message"):
+        value = payload.get(key)
+        if isinstance(value, str) and value:
+            return value
+    return ""
 
 
 def parse_envelope(
@@ -196,37 +296,50 @@ def parse_envelope(
 
 
 def parse_generate_response(http_status: int, body: bytes, headers: Mapping[str, str] | None = None) -> str:
-    """
-    Return the new kie task id, or raise.
+    """The new task id of a Flux Kontext ``generate``, or the error; see :func:`_parse_create_response`."""
+    return _parse_create_response(Endpoint.GENERATE, http_status, body, headers)
 
-    Errors that mean kie *refused* the request (401, 402, 422, 429, 455, ...) pass through
+
+def parse_market_create_response(http_status: int, body: bytes, headers: Mapping[str, str] | None = None) -> str:
+    """The new task id of a Market ``createTask``, or the error; see :func:`_parse_create_response`."""
+    return _parse_create_response(Endpoint.MARKET_CREATE, http_status, body, headers)
+
+
+def _parse_create_response(endpoint: Endpoint, http_status: int, body: bytes, headers: Mapping[str, str] | None) -> str:
+    """
+    Return the new kie task id of a create, or raise.
+
+    Errors that mean kie *refused* the request (401, 402, 422, 429, 433, 455, ...) pass through
     unchanged. Errors that leave open whether kie accepted it (a 5xx, an unreadable answer, a
     success without a task id) become :class:`KontextSubmissionOutcomeUnknownError`, because a
-    task may exist and be billed, and sending the request again could pay twice.
+    task may exist and be billed, and sending the request again could pay twice. Both families
+    answer a create with ``data.taskId``.
     """
     try:
-        data = parse_envelope(Endpoint.GENERATE, http_status, body, headers)
+        data = parse_envelope(endpoint, http_status, body, headers)
     except (KontextServerError, KontextResponseError) as err:
-        raise submission_outcome_unknown(str(err), http_status=http_status, code=err.code) from err
+        raise submission_outcome_unknown(str(err), http_status=http_status, code=err.code, endpoint=endpoint) from err
     task_id = data.get("taskId") if isinstance(data, dict) else None
     if not isinstance(task_id, str) or not task_id.strip():
         raise submission_outcome_unknown(
-            f"kie generate answered success but without a taskId (data={data!r}).",
+            f"kie {endpoint.label} answered success but without a taskId (data={data!r}).",
             http_status=http_status,
             code=SUCCESS_CODE,
+            endpoint=endpoint,
         )
     return task_id.strip()
 
 
 def submission_outcome_unknown(
-    cause: str, *, http_status: int | None = None, code: int | None = None
+    cause: str, *, http_status: int | None = None, code: int | None = None, endpoint: Endpoint = Endpoint.GENERATE
 ) -> KontextSubmissionOutcomeUnknownError:
+    """The error of a create that kie may have accepted: never sent again, the caller is told to check kie's logs."""
     return KontextSubmissionOutcomeUnknownError(
-        f"The generate request may or may not have created a task ({cause}). It was NOT sent again: "
+        f"The {endpoint.label} request may or may not have created a task ({cause}). It was NOT sent again: "
         "a task may have been created and billed. Check https://kie.ai/logs before resubmitting.",
         http_status=http_status,
         code=code,
-        endpoint=Endpoint.GENERATE.label,
+        endpoint=endpoint.label,
     )
 
 
@@ -250,7 +363,7 @@ def transport_error(endpoint: Endpoint, failure: TransportFailure, detail: str) 
     """
     sent = failure is not TransportFailure.CONNECT
     if sent and endpoint.creates_billable_work:
-        return submission_outcome_unknown(f"{failure.value}: {detail}")
+        return submission_outcome_unknown(f"{failure.value}: {detail}", endpoint=endpoint)
     return KontextTransportError(
         f"kie {endpoint.label} request failed ({failure.value}): {detail}",
         request_sent=sent,
@@ -267,6 +380,7 @@ _CODE_ERRORS: Final[dict[int, tuple[type[KontextError], str]]] = {
     408: (KontextServerError, "upstream timeout"),
     422: (KontextValidationError, "request rejected as invalid"),
     429: (KontextRateLimitError, "rate limited, request dropped"),
+    433: (KontextKeyLimitError, "the API key's usage limit is reached"),
     455: (KontextServiceUnavailableError, "service under maintenance"),
     500: (KontextServerError, "server error"),
     501: (KontextGenerationFailedError, "generation failed"),
@@ -275,7 +389,7 @@ _CODE_ERRORS: Final[dict[int, tuple[type[KontextError], str]]] = {
 
 
 def error_for_envelope(endpoint: Endpoint, envelope: Envelope, *, task_id: str | None = None) -> KontextError:
-    """Classify a non-success answer: body code first, then the HTTP status."""
+    """Classify a non-success answer: body code first, then the HTTP status, then kie's words where they decide."""
     code = envelope.code if envelope.code not in (None, SUCCESS_CODE) else None
     key = code if code is not None else _code_for_http_status(envelope.http_status)
     fallback = (KontextServerError, "server error") if key >= 500 else (KontextResponseError, "unexpected answer")
@@ -293,12 +407,66 @@ def error_for_envelope(endpoint: Endpoint, envelope: Envelope, *, task_id: str |
         "kie_message": envelope.msg or None,
         "endpoint": endpoint.label,
     }
-    if key == 500 and "tolerance" in envelope.msg.lower():
-        # kie reuses code 500 for "safety tolerance out of range": permanent, not a server fault.
-        return KontextValidationError(message, field="safety_tolerance", **common)
+    invalid = _worded_as_invalid(endpoint, key, envelope.msg, message, common)
+    if invalid is not None:
+        return invalid
     if cls in (KontextRateLimitError, KontextServiceUnavailableError):
         return cls(message, retry_after=envelope.retry_after, **common)
     return cls(message, **common)
+
+
+#: kie's words when it answers bad input with code 500 instead of 422 (reported for the Market's
+#: createTask: "… is required", "… is not within the range of allowed options"). A bare lower-case
+#: name right before the phrase is taken as the field; a quoted word is more likely a value, so
+#: it names nothing.
+_VALIDATION_WORDING: Final = re.compile(
+    r"(?:\b(?!(?:field|param|parameter|value|it|is)\b)(?P<field>[a-z][A-Za-z0-9_]*(?:\.[A-Za-z0-9_]+)*)\s+)?"
+    r"(?i:is required|(?:is )?not within the range of allowed options|is invalid|must be (?:between|one of))"
+)
+#: kie's answer to a Market ``model`` it does not have (or has not published).
+_UNKNOWN_MODEL_WORDING: Final = "does not exist or is not published"
+#: Top-level createTask fields by the names this provider gives them.
+_MARKET_BODY_FIELDS: Final = {"model": "model", "input": "input", "callBackUrl": "callback_url"}
+_KONTEXT_FIELDS: Final = {wire: name for name, wire in WIRE_NAMES.items()}
+
+
+def _worded_as_invalid(
+    endpoint: Endpoint, key: int, msg: str, message: str, common: dict[str, Any]
+) -> KontextValidationError | None:
+    """
+    The validation error of an answer whose *text* overrides its code, else ``None``.
+
+    * 500 "safety tolerance ...": Flux Kontext's out-of-range tolerance, a validation failure.
+    * 500 worded as a validation failure, on a create: kie refused the input. A create's plain
+      500 stays ambiguous (it may have been accepted); a read's stays retryable, because a retry
+      is free and mistaking a server fault for a permanent one would fail a wait on paid images.
+    * Market 400: its model pages mean "invalid request parameters"; only moderation wording makes
+      it a content-policy refusal, as Flux Kontext's code 400 always is.
+    * Market 422 "The page does not exist or is not published": kie has no such ``model``.
+    """
+    lowered = msg.lower()
+    field: str | None
+    if key == 500 and "tolerance" in lowered:
+        field = "safety_tolerance"
+    elif key == 500 and endpoint.creates_billable_work and (match := _VALIDATION_WORDING.search(msg)):
+        field = _field_named(endpoint, match.group("field"))
+    elif endpoint.api is ApiFamily.MARKET and key == 400 and not looks_like_moderation(msg):
+        field = None
+    elif endpoint is Endpoint.MARKET_CREATE and key == 422 and _UNKNOWN_MODEL_WORDING in lowered:
+        field = "model"
+        message += " (kie has no published Market model by that name)"
+    else:
+        return None
+    return KontextValidationError(message, field=field, **common)
+
+
+def _field_named(endpoint: Endpoint, name: str | None) -> str | None:
+    """The provider's name for a field kie named in its message (Market input fields as ``input.<name>``)."""
+    if name is None:
+        return None
+    if endpoint.api is ApiFamily.MARKET:
+        return _MARKET_BODY_FIELDS.get(name) or f"input.{name.removeprefix('input.')}"
+    return name if name in WIRE_NAMES else _KONTEXT_FIELDS.get(name)
 
 
 def _code_for_http_status(http_status: int) -> int:
@@ -345,18 +513,41 @@ def _snippet(body: bytes, limit: int = 120) -> str:
 def parse_record_info_response(
     http_status: int, body: bytes, headers: Mapping[str, str] | None = None, *, task_id: str
 ) -> TaskRecord:
+    """A Flux Kontext task's record; see :func:`_parse_status_response`."""
+    return _parse_status_response(Endpoint.RECORD_INFO, parse_record, http_status, body, headers, task_id=task_id)
+
+
+def parse_market_record_response(
+    http_status: int, body: bytes, headers: Mapping[str, str] | None = None, *, task_id: str
+) -> TaskRecord:
+    """A Market task's record; see :func:`_parse_status_response`."""
+    return _parse_status_response(
+        Endpoint.MARKET_RECORD_INFO, parse_market_record, http_status, body, headers, task_id=task_id
+    )
+
+
+def _parse_status_response(
+    endpoint: Endpoint,
+    parse: Callable[..., TaskRecord],
+    http_status: int,
+    body: bytes,
+    headers: Mapping[str, str] | None,
+    *,
+    task_id: str,
+) -> TaskRecord:
     """
     The task's record; ``recordInfo is null`` becomes a ``PENDING`` record, not an error.
 
+    Both families answer a task kie has not persisted yet with code 422 ``recordInfo is null``.
     Whether "pending" has lasted too long is the poll loop's call
     (:class:`~airflow_provider_kontext._protocol.polling.TaskWaiter`), not this parser's.
     """
-    envelope = read_envelope(Endpoint.RECORD_INFO, http_status, body, headers)
+    envelope = read_envelope(endpoint, http_status, body, headers)
     if envelope.is_record_info_null:
-        return TaskRecord.pending(task_id)
+        return TaskRecord.pending(task_id, api=endpoint.api or ApiFamily.KONTEXT)
     if not envelope.ok:
-        raise error_for_envelope(Endpoint.RECORD_INFO, envelope, task_id=task_id)
-    return parse_record(envelope.data, task_id=task_id)
+        raise error_for_envelope(endpoint, envelope, task_id=task_id)
+    return parse(envelope.data, task_id=task_id)
 
 
 def parse_credit_response(http_status: int, body: bytes, headers: Mapping[str, str] | None = None) -> float:

@@ -35,8 +35,8 @@ from airflow_provider_kontext._protocol.defaults import (
     DEFAULT_NOT_FOUND_GRACE_SECONDS,
     DEFAULT_POLL_INTERVAL_SECONDS,
 )
-from airflow_provider_kontext._protocol.envelope import Endpoint
-from airflow_provider_kontext._protocol.record import TaskRecord, TaskStatus
+from airflow_provider_kontext._protocol.envelope import status_endpoint
+from airflow_provider_kontext._protocol.record import ApiFamily, TaskRecord, TaskStatus
 from airflow_provider_kontext._protocol.request import check_task_ids
 from airflow_provider_kontext._protocol.retry import is_retryable
 from airflow_provider_kontext.exceptions import (
@@ -163,6 +163,7 @@ class WaitResult:
             result = dict(entry["not_created"]) if "not_created" in entry else next(waited)
             stats = entry.get("create_stats")
             result["create_stats"] = dict(stats) if stats is not None else None
+            _add_cost(result, entry.get("estimated_credits"))
             results.append(result)
         return results
 
@@ -223,6 +224,22 @@ class WaitResult:
         raise error_cls(self.message)
 
 
+def _add_cost(result: dict[str, Any], estimate: Any) -> None:
+    """
+    ``credits``: what kie reports the task cost, else the catalog's price, with ``credits_estimated`` saying which.
+
+    A task that was never created, or that failed, costs nothing (kie refunds failed tasks).
+    """
+    if result.get("credits") is not None:
+        result["credits_estimated"] = False
+    elif result.get("status") != TaskStatus.SUCCESS.value:
+        result["credits"], result["credits_estimated"] = 0.0, False
+    elif isinstance(estimate, (int, float)) and not isinstance(estimate, bool):
+        result["credits"], result["credits_estimated"] = float(estimate), True
+    else:
+        result["credits_estimated"] = False
+
+
 class TaskWaiter:
     """
     Tracks what the polls of one wait have seen and decides when the wait is over.
@@ -234,6 +251,7 @@ class TaskWaiter:
     :param max_consecutive_failures: Transient poll errors in a row tolerated before giving up.
     :param not_found_since: When the grace starts at the latest, e.g. the first poke of a
         rescheduled sensor, which keeps no memory between pokes.
+    :param api: The API family of the tasks (one per wait): which status endpoint a poll reads.
     """
 
     def __init__(
@@ -244,13 +262,15 @@ class TaskWaiter:
         not_found_grace: float = DEFAULT_NOT_FOUND_GRACE_SECONDS,
         max_consecutive_failures: int = MAX_CONSECUTIVE_POLL_FAILURES,
         not_found_since: float | None = None,
+        api: ApiFamily = ApiFamily.KONTEXT,
     ) -> None:
         ids = check_task_ids(kie_task_ids)
+        self.api = ApiFamily(api)
         self.end_time = end_time
         self.not_found_grace = not_found_grace
         self.max_consecutive_failures = max_consecutive_failures
         self._not_found_since = not_found_since
-        self._records: dict[str, TaskRecord] = {task_id: TaskRecord.pending(task_id) for task_id in ids}
+        self._records: dict[str, TaskRecord] = {task_id: TaskRecord.pending(task_id, api=self.api) for task_id in ids}
         self._first_null: dict[str, float] = {}
         self._consecutive_failures = 0
         self._last_error: BaseException | None = None
@@ -296,13 +316,13 @@ class TaskWaiter:
                 f"(recordInfo is null; grace {self.not_found_grace:.0f}s). Check the task id and the "
                 "connection's account.",
                 kie_task_id=task_id,
-                endpoint=Endpoint.RECORD_INFO.label,
+                endpoint=status_endpoint(self.api).label,
             )
 
     def on_error(self, error: BaseException, *, task_id: str | None = None, now: float) -> None:
         """Feed one failed poll: transient errors are tolerated up to a limit, permanent ones end the wait."""
         self._last_error = error
-        if not is_retryable(Endpoint.RECORD_INFO, error):
+        if not is_retryable(status_endpoint(self.api), error):
             self._fatal = (
                 error
                 if isinstance(error, KontextError)

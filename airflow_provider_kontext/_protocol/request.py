@@ -1,8 +1,10 @@
-"""The generate request: every documented field, validated locally before anything is sent.
+"""The create requests of both API families, validated locally before anything is sent.
 
-kie silently ignores unknown fields, so a typo (``imageUrl`` for ``inputImage``) would turn a
-paid edit into a paid text-to-image. Validation here refuses unknown names and bad values with
-a :class:`~airflow_provider_kontext.exceptions.KontextValidationError` that names the field,
+:class:`GenerateRequest` is a Flux Kontext ``generate``; :class:`MarketRequest` a Market
+``createTask`` (any catalog model and its ``input``). kie silently ignores unknown fields, so a
+typo (``imageUrl`` for ``inputImage``) would turn a paid edit into a paid text-to-image.
+Validation here refuses unknown names and bad values with a
+:class:`~airflow_provider_kontext.exceptions.KontextValidationError` that names the field,
 before any HTTP request: nothing sent, nothing paid.
 """
 
@@ -94,9 +96,81 @@ class GenerateRequest:
         """An ``inputImage`` makes the call an edit; without one it is text-to-image."""
         return self.input_image is not None
 
+    @property
+    def estimated_credits(self) -> float | None:
+        """The catalog's price of this image; ``None`` when unknown."""
+        from airflow_provider_kontext._protocol import catalog
+
+        return catalog.kontext_price(self.model)
+
+    @property
+    def model_name(self) -> str:
+        from airflow_provider_kontext._protocol import catalog
+
+        return self.model or catalog.KONTEXT_DEFAULT_MODEL
+
     def to_payload(self) -> dict[str, Any]:
         """The JSON body in kie's field names; unset fields are left out so kie's defaults apply."""
         return {WIRE_NAMES[name]: value for name, value in dataclasses.asdict(self).items() if value is not None}
+
+
+@dataclass(frozen=True)
+class MarketRequest:
+    """
+    One Market ``createTask``: a model of the catalog and its ``input``, validated on construction.
+
+    ``input`` is what is sent: the catalog's normalized copy (e.g. ``num_images`` as the string kie
+    wants). ``allow_uncatalogued_model`` is the deliberate opt-out for a model kie has and the
+    catalog does not (yet): only then is an unknown model accepted, with just the shape of its
+    ``input`` checked (a non-empty JSON object). A catalogued model is always validated in full.
+    """
+
+    model: str
+    input: Mapping[str, Any]
+    callback_url: str | None = None
+    allow_uncatalogued_model: bool = False
+
+    def __post_init__(self) -> None:
+        from airflow_provider_kontext._protocol import catalog
+
+        if self.callback_url is not None:
+            check_http_url(self.callback_url, field="callback_url")
+        if not isinstance(self.model, str) or not self.model.strip():
+            raise KontextValidationError(f"model must be a non-empty string, got {self.model!r}.", field="model")
+        if self.catalogued or not self.allow_uncatalogued_model:
+            checked = catalog.validate_input(self.model, self.input)
+        else:
+            checked = catalog.check_uncatalogued_input(self.model, self.input)
+        object.__setattr__(self, "input", checked)
+
+    @property
+    def catalogued(self) -> bool:
+        from airflow_provider_kontext._protocol import catalog
+
+        return self.model in catalog.catalog_models()
+
+    @property
+    def is_edit(self) -> bool:
+        """Any image in the input makes it an edit (or upscale); none is text-to-image."""
+        from airflow_provider_kontext._protocol import catalog
+
+        fields = catalog.image_url_fields(self.model) if self.catalogued else ()
+        return any(self.input.get(name) for name in fields)
+
+    @property
+    def model_name(self) -> str:
+        return self.model
+
+    @property
+    def estimated_credits(self) -> float | None:
+        """The catalog's price of this task (all its images); ``None`` when unknown."""
+        from airflow_provider_kontext._protocol import catalog
+
+        return catalog.estimated_credits(self.model, self.input) if self.catalogued else None
+
+
+#: A create of either family: what the hook sends.
+CreateRequest = GenerateRequest | MarketRequest
 
 
 #: Python (snake_case) field name -> kie JSON (camelCase) field name, in kie's schema order.

@@ -1,9 +1,10 @@
 """When a failed call is sent again, and how long to wait first: written once, used by every transport.
 
-Reads (record-info, credit, download-url, uploads, result downloads) create nothing, so they are
-retried on transport errors, 429, 455, 5xx and unreadable answers.
+Reads (record-info, recordInfo, credit, download-url, uploads, result downloads) create nothing, so
+they are retried on transport errors, 429, 455, 5xx and unreadable answers.
 
-A create costs money. It is retried **only** when kie cannot have accepted it:
+A create (Flux Kontext ``generate``, Market ``createTask``: :attr:`Endpoint.creates_billable_work`)
+costs money. It is retried **only** when kie cannot have accepted it:
 
 * the connection was never made (refused, DNS, connect timeout): nothing was sent;
 * kie answered 429: its limiter drops, not queues, rate-limited requests;
@@ -43,6 +44,7 @@ from airflow_provider_kontext.exceptions import (
     KontextError,
     KontextFeatureDisabledError,
     KontextInsufficientCreditsError,
+    KontextKeyLimitError,
     KontextRateLimitError,
     KontextResponseError,
     KontextServerError,
@@ -82,7 +84,13 @@ class RetryPolicy:
 
 
 def is_retryable(endpoint: Endpoint, error: BaseException) -> bool:
-    """Whether sending this request again is safe and may help."""
+    """
+    Whether sending this request again is safe and may help.
+
+    The rule reads only whether ``endpoint`` is a create, so both families' creates share it. A
+    433 (the key's own usage cap, :class:`KontextKeyLimitError`) is refused like a 429 but is not
+    retried: the cap counts per hour, per day or in total, so a paced resend meets it again.
+    """
     if isinstance(error, (KontextRateLimitError, KontextServiceUnavailableError)):
         return True  # kie dropped the request unprocessed
     if isinstance(error, KontextTransportError):
@@ -185,6 +193,7 @@ _FAIL_AT_ONCE: Final[tuple[tuple[type[KontextError], str], ...]] = (
     (KontextValidationError, "the request is invalid; a retry would send the same request"),
     (KontextAuthError, "kie refused the API key; fix the connection"),
     (KontextInsufficientCreditsError, "the kie account has too few credits"),
+    (KontextKeyLimitError, "the API key's usage limit in kie's console is reached; raise it or use another key"),
     (KontextFeatureDisabledError, "the feature is disabled for this kie account"),
 )
 
@@ -194,7 +203,8 @@ def task_retry_advice(error: BaseException) -> TaskRetryAdvice:
     Whether an Airflow retry of the whole task may help after ``error``, and when to make it.
 
     * fail at once on what a new try would meet again (content policy, validation, auth, credits,
-      a disabled feature) and on a create whose outcome is unknown (a retry could pay twice);
+      the key's usage limit, a disabled feature) and on a create whose outcome is unknown (a
+      retry could pay twice);
     * on kie's rate limit, retry after its ``Retry-After`` (or one rate window when it gave
       none: the limit has reset by then); on maintenance, after
       :data:`MAINTENANCE_RETRY_DELAY_SECONDS`. Both mean kie dropped the request unprocessed;

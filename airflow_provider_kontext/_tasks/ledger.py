@@ -20,8 +20,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Final, NamedTuple
 
-from airflow_provider_kontext._protocol.record import TaskRecord, TaskStatus
-from airflow_provider_kontext._tasks.prepare import fingerprint, materialize
+from airflow_provider_kontext._protocol.record import ApiFamily, TaskRecord, TaskStatus
+from airflow_provider_kontext._tasks.prepare import fingerprint, item_api, materialize
 from airflow_provider_kontext.exceptions import KontextError
 from airflow_provider_kontext.results import NOT_CREATED_STATUS
 
@@ -84,7 +84,7 @@ class SubmissionLedger:
                 ],
             )
 
-    def drop_unusable(self, hook: KontextHook, log: Any) -> None:
+    def drop_unusable(self, hook: KontextHook, log: Any, api: ApiFamily = ApiFamily.KONTEXT) -> None:
         """
         Keep ids whose task is still running or succeeded; forget those that failed.
 
@@ -95,7 +95,7 @@ class SubmissionLedger:
             if task_id is None:
                 continue
             try:
-                record = hook.get_task(task_id)
+                record = hook.get_task(task_id, api=api)
             except KontextError as err:
                 log.warning("Could not check earlier kie task %s (%s); re-attaching to it.", task_id, err)
                 continue
@@ -135,9 +135,14 @@ class Created(NamedTuple):
         entry: dict[str, Any] = {"create_stats": self.stats}
         if self.kie_task_id is None:
             record: dict[str, Any] = dict.fromkeys(TaskRecord.__dataclass_fields__)
-            for name in ("prompt", "model", "aspect_ratio", "output_format"):
-                value = item.get(name)
+            market_input = item.get("input")
+            fields = market_input if isinstance(market_input, dict) else item
+            for name in ("prompt", "aspect_ratio", "output_format"):
+                value = fields.get(name)
                 record[name] = value if isinstance(value, str) else None
+            record["model"] = item.get("model") if isinstance(item.get("model"), str) else None
+            record["api"] = item_api(item).value
+            record["result_image_urls"] = []
             error = self.error
             record.update(
                 status=NOT_CREATED_STATUS,
@@ -158,6 +163,7 @@ def submit_once(
     deadline: float | None = None,
     on_progress: Callable[[list[str | None]], None] | None = None,
     keep_going: bool = False,
+    items_field: str | None = None,
 ) -> list[Created]:
     """
     Create a kie task for every item that does not already have a usable one; one :class:`Created` per item.
@@ -166,11 +172,13 @@ def submit_once(
     upload are uploaded only for the items actually created. ``on_progress`` sees the ids
     (``None`` for not yet created) after every create. With ``keep_going`` an item whose create
     failed on its own is reported as such and the others still go out (see
-    :meth:`KontextHook.submit_each`); without it the first failure is raised.
+    :meth:`KontextHook.submit_each`); without it the first failure is raised. ``items_field``
+    names the operator argument holding the items (a batch's ``requests``), so an upload error
+    names its item (``requests[1].input_image``) as validation does.
     """
     ledger = SubmissionLedger(context, [fingerprint(item) for item in items])
     if ledger.load():
-        ledger.drop_unusable(hook, hook.log)
+        ledger.drop_unusable(hook, hook.log, item_api(items[0]))
     todo = ledger.missing()
     if todo and not ledger.available:
         from airflow_provider_kontext._compat import warn_no_task_state_store
@@ -179,7 +187,9 @@ def submit_once(
     if todo and len(todo) < len(items):
         hook.log.info("Creating %d of %d kie task(s); the rest re-attach.", len(todo), len(items))
     created = [Created(kie_task_id) for kie_task_id in ledger.ids]
-    requests = [materialize(hook, items[index]) for index in todo]
+    requests = [
+        materialize(hook, items[index], prefix=f"{items_field}[{index}]" if items_field else None) for index in todo
+    ]
     outcomes = hook.submit_each(requests, pacer=pacer, deadline=deadline, keep_going=keep_going)
     for index, outcome in zip(todo, outcomes, strict=True):
         created[index] = Created(outcome.kie_task_id, outcome.error, outcome.stats.to_dict())

@@ -50,7 +50,7 @@ DEFAULT_FILE_NAME_TEMPLATE: Final = "{dag_id}/{run_id}/{task_id}/{map_index}-{ki
 DEFAULT_INDEXED_FILE_NAME_TEMPLATE: Final = "{dag_id}/{run_id}/{task_id}/{map_index}-{kie_task_id}-{index}.{ext}"
 
 #: Fields a file name template may use (``str.format`` names; no attribute or index access).
-TEMPLATE_FIELDS: Final = frozenset({"dag_id", "run_id", "task_id", "map_index", "kie_task_id", "ext", "index"})
+TEMPLATE_FIELDS: Final = frozenset({"dag_id", "run_id", "task_id", "map_index", "kie_task_id", "ext", "index", "image"})
 
 #: URI schemes accepted for ``output_path``: local files and the object stores Airflow providers
 #: register (amazon: ``s3``; google: ``gs``/``gcs``; microsoft-azure: ``abfs``/``az``/``adl``;
@@ -135,6 +135,7 @@ def image_file_name(
     kie_task_id: str,
     ext: str,
     index: int | None = None,
+    image: int | None = None,
 ) -> str:
     """
     The relative path (``/``-separated) to store one result image under.
@@ -147,6 +148,10 @@ def image_file_name(
         with :class:`KontextValidationError` for ``output_path``. ``{index}`` renders ``0``
         when no index is given. ``map_index`` is ``-1`` for unmapped tasks, as in Airflow.
     :param ext: Extension without the dot (``png``, ``jpeg``); see :func:`guess_image_extension`.
+    :param image: The image's place among its task's images, for a task that returned several (a
+        Market model's ``max_images``, ``num_images`` or ``n``); ``{image}`` in the template. A
+        template without ``{image}`` gets ``-<image>`` before the extension, so images of one
+        task never overwrite each other.
     """
     if template is None:
         template = DEFAULT_FILE_NAME_TEMPLATE if index is None else DEFAULT_INDEXED_FILE_NAME_TEMPLATE
@@ -160,7 +165,11 @@ def image_file_name(
         "kie_task_id": kie_task_id,
         "ext": str(ext).lower().lstrip("."),
         "index": 0 if index is None else index,
+        "image": 0 if image is None else image,
     }
+    if image is not None and "{image" not in template:
+        head, dot, tail = template.rpartition(".")
+        template = f"{head}-{{image}}.{tail}" if dot and "/" not in tail else f"{template}-{{image}}"
     try:
         rendered = _FileNameFormatter(values).format(template)
     except KontextValidationError:

@@ -15,10 +15,10 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_provider_kontext._protocol.defaults import DEFAULT_CONN_ID, DEFAULT_MAX_IMAGE_BYTES
 from airflow_provider_kontext._protocol.polling import PollSchedule, TaskWaiter, WaitResult, WaitStatus
-from airflow_provider_kontext._protocol.record import TaskStatus
+from airflow_provider_kontext._protocol.record import ApiFamily, TaskStatus
 from airflow_provider_kontext._tasks.task_defaults import DEFER_TIMEOUT_BUFFER_SECONDS
 from airflow_provider_kontext.exceptions import KontextError
-from airflow_provider_kontext.results import SUCCESS_EVENT_PAYLOAD, publish
+from airflow_provider_kontext.results import SUCCESS_EVENT_PAYLOAD, image_urls, publish
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping, Sequence
@@ -49,9 +49,10 @@ def wait_for(
     resume_kwargs: dict[str, Any] | None = None,
     end_from_trigger: str | None = None,
     creates: Sequence[Mapping[str, Any]] | None = None,
+    api: ApiFamily = ApiFamily.KONTEXT,
 ) -> WaitResult:
     """
-    Wait for ``kie_task_ids`` on the worker, or defer to :class:`KontextTaskTrigger` when ``deferrable``.
+    Wait for ``kie_task_ids`` (one API family, ``api``) on the worker, or defer to :class:`KontextTaskTrigger`.
 
     Returns only when the wait finished on the worker; a deferred wait raises ``TaskDeferred``
     and finishes in the task's ``execute_complete``, which gets ``resume_kwargs`` as keyword
@@ -67,12 +68,12 @@ def wait_for(
     """
     schedule = PollSchedule(interval=poll_interval, first_delay=None if just_created else 0.0)
     if not deferrable:
-        return hook.wait_for_tasks(kie_task_ids, timeout=budget, schedule=schedule)
+        return hook.wait_for_tasks(kie_task_ids, timeout=budget, schedule=schedule, api=api)
     end_time = time.time() + budget
     first_check = schedule.first_poll_delay
     if not just_created:
         try:
-            outcome = hook.poll(TaskWaiter(kie_task_ids, end_time=end_time))
+            outcome = hook.poll(TaskWaiter(kie_task_ids, end_time=end_time, api=api))
         except KontextError as err:
             task.log.warning("Status check before deferring failed (%s); deferring anyway.", err)
             outcome = None
@@ -90,6 +91,7 @@ def wait_for(
             first_poll_at=time.time() + first_check,
             end_from_trigger=end_from_trigger,
             creates=creates if end_from_trigger else None,
+            api=api.value,
         ),
         method_name="execute_complete",
         kwargs=resume_kwargs,
@@ -105,6 +107,7 @@ def resumed_result(
     ended_ids: Callable[[], Sequence[str]] | None,
     timeout: float,
     poll_interval: float,
+    api: ApiFamily = ApiFamily.KONTEXT,
 ) -> WaitResult:
     """
     The result a resumed task finishes with: its trigger's event, validated.
@@ -116,7 +119,7 @@ def resumed_result(
     """
     if ended_ids is not None and isinstance(event, str) and event == SUCCESS_EVENT_PAYLOAD:
         schedule = PollSchedule(interval=poll_interval, first_delay=0.0)
-        return hook.wait_for_tasks(list(ended_ids()), timeout=timeout, schedule=schedule)
+        return hook.wait_for_tasks(list(ended_ids()), timeout=timeout, schedule=schedule, api=api)
     return WaitResult.from_event(event)
 
 
@@ -162,6 +165,15 @@ def finish_wait(
         task.log.info("Stored %d image(s): %s", len(stored), stored)
         for outlet in getattr(task, "outlets", None) or []:
             context["outlet_events"][outlet].extra["kontext_images"] = stored  # type: ignore[assignment,unused-ignore]
+    spent = [record["credits"] for record in records if isinstance(record.get("credits"), (int, float))]
+    if spent:
+        estimated = sum(1 for record in records if record.get("credits_estimated"))
+        task.log.info(
+            "Credits: %g for %d task(s)%s.",
+            sum(spent),
+            len(spent),
+            f" ({estimated} estimated from the catalog's prices: kie reported none)" if estimated else "",
+        )
     publish(context, records)
     return records
 
@@ -187,19 +199,25 @@ def store_images(
     ti = context["ti"]
     stored: list[str] = []
     for index, record in enumerate(records):
-        url = record.get("result_image_url")
-        if record.get("status") != TaskStatus.SUCCESS.value or not url:
+        urls = image_urls(record)
+        if record.get("status") != TaskStatus.SUCCESS.value or not urls:
             continue
-        name = image_file_name(
-            file_name,
-            dag_id=ti.dag_id,
-            run_id=ti.run_id,
-            task_id=ti.task_id,
-            map_index=ti.map_index if ti.map_index is not None else -1,
-            kie_task_id=record["kie_task_id"],
-            ext=guess_image_extension(url, default=record.get("output_format") or "jpeg"),
-            index=index if len(records) > 1 else None,
-        )
-        record["stored_path"] = persist_image(hook, url, base / name, max_bytes=max_bytes).path
-        stored.append(record["stored_path"])
+        paths = []
+        for position, url in enumerate(urls):
+            name = image_file_name(
+                file_name,
+                dag_id=ti.dag_id,
+                run_id=ti.run_id,
+                task_id=ti.task_id,
+                map_index=ti.map_index if ti.map_index is not None else -1,
+                kie_task_id=record["kie_task_id"],
+                ext=guess_image_extension(url, default=record.get("output_format") or "jpeg"),
+                index=index if len(records) > 1 else None,
+                image=position if len(urls) > 1 else None,
+            )
+            paths.append(persist_image(hook, url, base / name, max_bytes=max_bytes).path)
+        record["stored_path"] = paths[0]
+        if len(paths) > 1:
+            record["stored_paths"] = paths
+        stored.extend(paths)
     return stored

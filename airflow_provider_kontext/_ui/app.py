@@ -3,8 +3,9 @@
 * ``GET /kontext/ti?dag_id&run_id&task_id&map_index``: one task instance (a mapped task without
   a map index: every map index);
 * ``GET /kontext/run?dag_id&run_id``: every Kontext task instance of the run;
-* ``GET /kontext/image?dag_id&run_id&task_id&map_index&index``: the stored copy of item
-  ``index`` of that task instance. Nothing else can be named: no path, no URL, no kie id.
+* ``GET /kontext/image?dag_id&run_id&task_id&map_index&index``: the stored copy of one image of
+  that task instance: ``index`` is ``<item>`` (its only or first image) or ``<item>.<image>``
+  (one of a Market task's several). Nothing else can be named: no path, no URL, no kie id.
 
 Every route asks Airflow's auth manager whether the caller may read this DAG's task instances
 and XComs (the same checks as the REST API's XCom endpoints), with Airflow's own user
@@ -22,7 +23,7 @@ from fastapi import Depends, FastAPI, HTTPException, Query, status
 from fastapi.responses import HTMLResponse, StreamingResponse
 
 from airflow_provider_kontext._ui.files import open_stored_image
-from airflow_provider_kontext._ui.items import parse_index
+from airflow_provider_kontext._ui.items import find_picture
 from airflow_provider_kontext._ui.render import PAGE_CSP, render_page
 from airflow_provider_kontext._ui.store import load_task_images
 from airflow_provider_kontext.exceptions import KontextValidationError
@@ -70,7 +71,7 @@ def create_app() -> FastAPI:
 
     app = FastAPI(
         title="Kontext images",
-        description="Images produced by Kie.ai Flux Kontext tasks (airflow-provider-kontext).",
+        description="Images produced by Kie.ai Flux Kontext and Market tasks (airflow-provider-kontext).",
         docs_url=None,
         redoc_url=None,
         openapi_url=None,
@@ -108,16 +109,15 @@ def create_app() -> FastAPI:
         index: Annotated[str, Query()],
         map_index: str | None = None,
     ) -> StreamingResponse:
-        """The stored copy of item ``index`` of this task instance, and only that."""
+        """The stored copy of image ``index`` (``<item>`` or ``<item>.<image>``) of this task instance, only that."""
         groups = _load(dag_id, run_id, task_id, _exact_map_index(map_index))
         if len(groups) != 1:
             raise HTTPException(status.HTTP_404_NOT_FOUND, _NOT_FOUND)
-        items = groups[0].items
         try:
-            item = items[parse_index(index, len(items))]
-            if item.stored_path is None:
-                raise KontextValidationError("this item has no stored copy.", field="index")
-            stream = open_stored_image(item.stored_path)
+            picture = find_picture(groups[0].items, index)
+            if picture.stored_path is None:
+                raise KontextValidationError("this image has no stored copy.", field="index")
+            stream = open_stored_image(picture.stored_path)
         except KontextValidationError:
             raise HTTPException(status.HTTP_404_NOT_FOUND, _NOT_FOUND) from None
         headers = {

@@ -16,21 +16,26 @@ from html import escape
 from typing import TYPE_CHECKING, Final
 from urllib.parse import urlencode
 
-from airflow_provider_kontext._ui.items import Source
+from airflow_provider_kontext._protocol.record import ApiFamily
+from airflow_provider_kontext._ui.items import Source, format_credits, image_address, image_number, spend
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
-    from airflow_provider_kontext._ui.items import ImageItem
+    from airflow_provider_kontext._ui.items import ImageItem, Spend
     from airflow_provider_kontext._ui.store import TaskImages
 
-#: The one script on the page: a kie URL that dies before its 14 days shows a note, not a broken image.
 #: Task instance states in which a created image may still be collected.
 _RUNNING_STATES: Final = frozenset({"queued", "scheduled", "running", "deferred", "up_for_retry", "up_for_reschedule"})
 #: Longer stored-copy URIs show as ``scheme://…/folder/file``.
 _LOCATION_CHARS: Final = 56
-_ON_ERROR: Final = "this.closest('figure').classList.add('broken')"
+#: The one script on the page: a kie URL that dies before its 14 days shows a note, not a broken image.
+_ON_ERROR: Final = "this.closest('.pic').classList.add('broken')"
 _ON_ERROR_HASH: Final = base64.b64encode(hashlib.sha256(_ON_ERROR.encode()).digest()).decode()
+#: How the page names each API family.
+_API_NAMES: Final = {ApiFamily.KONTEXT: "Flux Kontext", ApiFamily.MARKET: "Market"}
+#: Why a figure is marked estimated.
+_ESTIMATED_TITLE: Final = "kie reported no figure: the catalog's price"
 
 #: For the HTML pages. Images: this app and http(s) (kie); the handler above by hash only.
 PAGE_CSP: Final = (
@@ -51,11 +56,19 @@ h2 { font-size: 15px; margin: 22px 0 8px; display: flex; gap: 8px; align-items: 
 figure { margin: 0; border: 1px solid var(--line); border-radius: 8px; overflow: hidden; background: var(--card); }
 .thumb { display: flex; align-items: center; justify-content: center; height: 170px; background: #8881; }
 .thumb img { max-width: 100%; max-height: 170px; object-fit: contain; display: block; }
+.pic { position: relative; display: flex; align-items: center; justify-content: center; min-width: 0; height: 100%; }
+.pic > .badge { position: absolute; left: 3px; bottom: 3px; }
+.thumb.multi { display: grid; grid-template-columns: repeat(auto-fit, minmax(72px, 1fr)); gap: 4px; padding: 4px;
+  align-content: center; overflow-y: auto; }
+.thumb.multi .pic { height: 80px; }
+.thumb.multi img { max-height: 80px; }
 .note { padding: 0 14px; text-align: center; color: var(--muted); font-size: 13px; }
-figure.broken .thumb img { display: none; }
-figure.broken .thumb::after {
+.thumb.multi .note { padding: 0 4px; font-size: 11px; }
+.pic.broken img { display: none; }
+.pic.broken::after {
   content: "Image no longer available at kie (results are deleted 14 days after generation)";
   padding: 0 14px; text-align: center; color: var(--muted); font-size: 13px; }
+.thumb.multi .pic.broken::after { content: "Gone at kie"; padding: 0 4px; font-size: 11px; }
 figcaption { padding: 8px 10px 10px; border-top: 1px solid var(--line); }
 .prompt { margin: 0 0 6px; font-weight: 600; overflow-wrap: anywhere; }
 dl { display: grid; grid-template-columns: auto 1fr; gap: 1px 8px; margin: 0; font-size: 12.5px; }
@@ -66,13 +79,13 @@ dd { margin: 0; overflow-wrap: anywhere; }
   background: #9ca3af33; }
 .s-SUCCESS, .r-approved { background: #16a34a2e; color: #15803d; }
 .s-GENERATE_FAILED, .s-CREATE_TASK_FAILED, .s-NOT_CREATED, .r-rejected { background: #dc26262e; color: #b91c1c; }
-.s-GENERATING, .s-PENDING, .s-SUBMITTED, .r-pending { background: #d977062e; color: #b45309; }
+.s-GENERATING, .s-PENDING, .s-SUBMITTED, .r-pending, .est { background: #d977062e; color: #b45309; }
 .empty { color: var(--muted); padding: 24px 0; }
 """
 
 
-def image_link(*, dag_id: str, run_id: str, task_id: str, map_index: int, index: int, prefix: str = "image") -> str:
-    """The app's URL of one stored image: the task instance and the item's index, nothing else."""
+def image_link(*, dag_id: str, run_id: str, task_id: str, map_index: int, index: str, prefix: str = "image") -> str:
+    """The app's URL of one stored image: the task instance and the image's address in it, nothing else."""
     query = {"dag_id": dag_id, "run_id": run_id, "task_id": task_id, "map_index": map_index, "index": index}
     return f"{prefix}?{urlencode(query)}"
 
@@ -80,7 +93,7 @@ def image_link(*, dag_id: str, run_id: str, task_id: str, map_index: int, index:
 def render_page(
     *, dag_id: str, run_id: str, task_id: str | None, groups: Iterable[TaskImages], now: datetime | None = None
 ) -> str:
-    """The whole page: one section per task instance, one card per image."""
+    """The whole page: one section per task, one card per kie task, every image of it on the card."""
     now = now or datetime.now(UTC)
     groups = list(groups)
     where = f"<code>{escape(dag_id)}</code> · run <code>{escape(run_id)}</code>"
@@ -88,12 +101,18 @@ def render_page(
         where += f" · task <code>{escape(task_id)}</code>"
     items = [item for group in groups for item in group.items]
     failed = sum(1 for item in items if item.error is not None)
-    images = sum(1 for item in items if item.source(now) is not Source.NONE)
-    summary = (
-        f"{images} image{'s' if images != 1 else ''} in {len(groups)} task instance{'s' if len(groups) != 1 else ''}"
+    images = sum(
+        1
+        for item in items
+        for position in range(len(item.pictures))
+        if item.source(now, image=position) is not Source.NONE
     )
+    summary = f"{_count(images, 'image')} in {_count(len(groups), 'task instance')}"
     if failed:
         summary += f" · {failed} failed or refused"
+    spent = spend(items)
+    if spent is not None:
+        summary += f" · {_spend_text(spent)} for {_count(spent.tasks, 'kie task')}, each counted once"
     sections = [_section(dag_id, run_id, task_groups, now) for task_groups in _by_task(groups)]
     body = "\n".join(sections) or (
         '<p class="empty">No Kontext images here. The view lists what Kontext tasks returned (or created, '
@@ -117,6 +136,9 @@ def _section(dag_id: str, run_id: str, task_groups: list[TaskImages], now: datet
         title += f' <span class="badge">mapped: {_count(len(task_groups), "instance")}</span>'
     elif first.state:
         title += f' <span class="badge">{escape(first.state)}</span>'
+    spent = spend(item for group in task_groups for item in group.items)
+    if spent is not None:
+        title += f' <span class="badge credits">{_spend_text(spent)}</span>'
     cards = "\n".join(
         _card(dag_id, run_id, group, item, now, mapped=mapped) for group in task_groups for item in group.items
     )
@@ -132,31 +154,28 @@ def _by_task(groups: list[TaskImages]) -> list[list[TaskImages]]:
 
 
 def _card(dag_id: str, run_id: str, group: TaskImages, item: ImageItem, now: datetime, *, mapped: bool) -> str:
+    """One kie task: its images (a strip of thumbnails when it returned several), then what it was."""
     source = item.source(now)
-    label = f"{group.task_id} #{item.index + 1}"
-    if source is Source.STORED:
-        url = image_link(
-            dag_id=dag_id, run_id=run_id, task_id=group.task_id, map_index=group.map_index, index=item.index
-        )
-        thumb = _linked_image(url, label, external=False)
-    elif source is Source.KIE and item.result_image_url is not None:
-        thumb = _linked_image(item.result_image_url, label, external=True)
-    elif source is Source.EXPIRED and item.expires_at is not None:
-        thumb = (
-            f'<p class="note">Expired at kie on {item.expires_at:%Y-%m-%d}: kie deletes results 14 days after '
-            "generation, and no copy was stored (set <code>output_path</code> to keep one).</p>"
-        )
+    if item.pictures:
+        shown = "".join(_picture(dag_id, run_id, group, item, position, now) for position in range(len(item.pictures)))
+        thumb = f'<div class="thumb{" multi" if item.several else ""}">{shown}</div>'
     else:
-        thumb = f'<p class="note">{escape(_no_image_reason(item, group.state))}</p>'
+        thumb = f'<div class="thumb"><p class="note">{escape(_no_image_reason(item, group.state))}</p></div>'
     rows = [("Status", f'<span class="badge s-{escape(item.status)}">{escape(item.status)}</span>')]
     if item.review is not None:
         rows.append(("Review", f'<span class="badge r-{escape(item.review)}">{escape(item.review)}</span>'))
+    rows.append(("kie task id", f"<code>{escape(item.kie_task_id)}</code>" if item.kie_task_id else "none"))
+    if item.api is not None:
+        rows.append(("API", _API_NAMES[item.api]))
     rows += [
-        ("kie task id", f"<code>{escape(item.kie_task_id)}</code>" if item.kie_task_id else "none"),
         ("Model", escape(item.model or "kie default")),
         ("Aspect ratio", escape(item.aspect_ratio or "kie default")),
-        ("Stored at", _location(item.stored_path) if item.stored_path else _not_stored(item, source)),
     ]
+    if item.several:
+        rows.append(("Images", str(len(item.pictures))))
+    if item.credits is not None:
+        rows.append(("Credits", _credits_cell(item)))
+    rows.append(("Stored at", _stored_at(item, source)))
     if item.error is not None:
         rows.append(("Error", f'<span class="error">{escape(item.error)}</span>'))
     if item.create_stats:
@@ -168,10 +187,47 @@ def _card(dag_id: str, run_id: str, group: TaskImages, item: ImageItem, now: dat
         state = f' <span class="badge">{escape(group.state)}</span>' if group.state else ""
         prompt = f'<span class="badge">map index {group.map_index}</span>{state}<br>{prompt}'
     return (
-        f'<figure class="card" data-index="{item.index}" data-source="{source.value}">'
-        f'<div class="thumb">{thumb}</div>'
+        f'<figure class="card" data-index="{item.index}" data-source="{source.value}"'
+        f' data-images="{len(item.pictures)}">{thumb}'
         f'<figcaption><p class="prompt">{prompt}</p><dl>{details}</dl></figcaption></figure>'
     )
+
+
+def _picture(dag_id: str, run_id: str, group: TaskImages, item: ImageItem, position: int, now: datetime) -> str:
+    """
+    One image of a card: the stored copy through the app, by its address in this task instance's
+    results; else kie's URL; else why there is none. Each of several carries its own review badge.
+    """
+    source = item.source(now, image=position)
+    picture = item.pictures[position]
+    label = f"{group.task_id} #{image_number(item, position)}"
+    if source is Source.STORED:
+        url = image_link(
+            dag_id=dag_id,
+            run_id=run_id,
+            task_id=group.task_id,
+            map_index=group.map_index,
+            index=image_address(item, position),
+        )
+        content = _linked_image(url, label, external=False)
+    elif source is Source.KIE and picture.result_image_url is not None:
+        content = _linked_image(picture.result_image_url, label, external=True)
+    elif source is Source.EXPIRED and item.expires_at is not None:
+        content = (
+            f'<p class="note">Expired at kie on {item.expires_at:%Y-%m-%d}, not stored.</p>'
+            if item.several
+            else (
+                f'<p class="note">Expired at kie on {item.expires_at:%Y-%m-%d}: kie deletes results 14 days after '
+                "generation, and no copy was stored (set <code>output_path</code> to keep one).</p>"
+            )
+        )
+    else:
+        content = (
+            f'<p class="note">{"No picture." if item.several else escape(_no_image_reason(item, group.state))}</p>'
+        )
+    if item.several and picture.review is not None:
+        content += f'<span class="badge r-{escape(picture.review)}">{escape(picture.review)}</span>'
+    return f'<div class="pic" data-image="{position}" data-source="{source.value}">{content}</div>'
 
 
 def _linked_image(url: str, label: str, *, external: bool) -> str:
@@ -183,6 +239,31 @@ def _linked_image(url: str, label: str, *, external: bool) -> str:
     return (
         f'<a href="{href}" target="_blank" rel="noopener noreferrer"{extra} title="Open full size">'
         f'<img src="{href}" alt="{alt}" loading="lazy"{extra}{handler}></a>'
+    )
+
+
+def _credits_cell(item: ImageItem) -> str:
+    """The task's credits; an estimate (kie reported none: the catalog's price) is marked as one."""
+    value = format_credits(item.credits or 0.0)
+    if not item.credits_estimated:
+        return value
+    return f'≈ {value} <span class="badge est" title="{_ESTIMATED_TITLE}">estimated</span>'
+
+
+def _spend_text(spent: Spend) -> str:
+    text = f"{format_credits(spent.credits)} credits"
+    if spent.estimated:
+        text += f' <span title="{_ESTIMATED_TITLE}">({format_credits(spent.estimated)} estimated)</span>'
+    return text
+
+
+def _stored_at(item: ImageItem, source: Source) -> str:
+    """Where the copies are: the one location, or one line per image of several."""
+    if not item.several or not any(picture.stored_path for picture in item.pictures):
+        return _location(item.stored_path) if item.stored_path else _not_stored(item, source)
+    return "<br>".join(
+        f"{image_number(item, position)}: {_location(picture.stored_path) if picture.stored_path else 'not stored'}"
+        for position, picture in enumerate(item.pictures)
     )
 
 

@@ -48,8 +48,9 @@ class _KontextDecoratedOperator(KontextDecoratedBase, KontextGenerateOperator):
     returned_field = "prompt"
     custom_operator_name: str = "@task.kontext"
 
-    def _fields_for_static_check(self) -> dict[str, Any]:
-        return {**super()._fields_for_static_check(), "prompt": _PROMPT_STAND_IN}
+    def _fields_for_static_check(self) -> dict[str, Any] | None:
+        fields = super()._fields_for_static_check()
+        return None if fields is None else {**fields, "prompt": _PROMPT_STAND_IN}
 
     def execute(self, context: Context) -> Any:
         returned = returned_fields(self.call_function(context), decorator=self.custom_operator_name)

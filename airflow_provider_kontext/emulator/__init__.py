@@ -1,4 +1,4 @@
-"""A local, kie.ai-compatible Flux Kontext API for tests, demos and benchmarks.
+"""A local, kie.ai-compatible Flux Kontext and Market jobs API for tests, demos and benchmarks.
 
 ``EmulatorServer`` runs it on loopback in a thread; ``create_app`` gives the FastAPI app to run
 any other way; ``kontext-emulator`` (``python -m airflow_provider_kontext.emulator``) runs it from

@@ -1,9 +1,11 @@
-"""The FastAPI application that speaks kie's Flux Kontext API, quirks included.
+"""The FastAPI application that speaks kie's Flux Kontext and Market jobs APIs, quirks included.
 
 Endpoints answer the way kie does, not the way a tidy REST API would: auth failures are HTTP 200
 with body code 401, unknown or fresh tasks are HTTP 200 with ``recordInfo is null``, only the
 create rate limit is a real HTTP 429. Handlers build JSON bytes directly (no response models) so
-that record-info stays cheap under thousands of concurrent pollers.
+that record-info stays cheap under thousands of concurrent pollers. Both create endpoints run one
+pipeline (auth, the account's one create window, body, validation, credits), differing only in
+how they validate and what task they make.
 """
 
 from __future__ import annotations
@@ -19,9 +21,17 @@ from starlette.datastructures import UploadFile
 from airflow_provider_kontext.emulator import routes
 from airflow_provider_kontext.emulator.faults import serve_with_faults
 from airflow_provider_kontext.emulator.files import FileService, own_file_key
+from airflow_provider_kontext.emulator.market import validate_market
 from airflow_provider_kontext.emulator.net import FetchError, Outbound
-from airflow_provider_kontext.emulator.payloads import dumps, envelope, file_url, record_data
-from airflow_provider_kontext.emulator.state import EmulatorState
+from airflow_provider_kontext.emulator.payloads import (
+    credit_number,
+    dumps,
+    envelope,
+    file_url,
+    market_record_data,
+    record_data,
+)
+from airflow_provider_kontext.emulator.state import Api, EmulatorState, Task
 from airflow_provider_kontext.emulator.uploads import (
     UploadError,
     decode_base64_data,
@@ -32,7 +42,7 @@ from airflow_provider_kontext.emulator.validation import Rejection, is_http_url,
 from airflow_provider_kontext.emulator.worker import TaskWorker
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Mapping
+    from collections.abc import AsyncIterator, Callable, Mapping
 
     from starlette.types import Receive, Scope, Send
 
@@ -91,7 +101,7 @@ def create_app(config: EmulatorConfig, state: EmulatorState | None = None) -> Fa
     app = EmulatorApp(
         emulator,
         title="kontext-emulator",
-        description="Local kie.ai-compatible Flux Kontext API for tests and demos",
+        description="Local kie.ai-compatible Flux Kontext and Market jobs API for tests and demos",
         lifespan=lifespan,
         docs_url=None,
         redoc_url=None,
@@ -102,6 +112,14 @@ def create_app(config: EmulatorConfig, state: EmulatorState | None = None) -> Fa
         """Prefix for URLs in answers: the configured public URL, else this server's own."""
         return emulator.config.public_base_url or str(request.base_url).rstrip("/")
 
+    def reply(body: dict[str, Any], headers: Mapping[str, str] | None = None) -> Response:
+        """An ``api.kie.ai`` envelope: HTTP 200 whatever the body code, unless ``mirror_http_status``."""
+        code = body.get("code")
+        status = 200
+        if emulator.config.mirror_http_status and isinstance(code, int) and 400 <= code <= 599:
+            status = code
+        return _json(body, status=status, headers=headers)
+
     def authorized(request: Request) -> bool:
         header = request.headers.get("authorization", "")
         ok = hmac.compare_digest(header.encode(), f"Bearer {emulator.config.api_key}".encode())
@@ -109,12 +127,13 @@ def create_app(config: EmulatorConfig, state: EmulatorState | None = None) -> Fa
             emulator.count_auth_failure()
         return ok
 
-    # --------------------------------------------------------------------------- Flux Kontext API
-
-    @app.post(routes.GENERATE)
-    async def generate(request: Request) -> Response:
+    async def create(request: Request, make: Callable[[dict[str, Any], str], Task | Rejection | None]) -> Response:
+        """
+        The create pipeline of both APIs: 401, then the account's one create window (429, the
+        request dropped), then the body and ``make``'s validation (422/500), then credits (402).
+        """
         if not authorized(request):
-            return _json(envelope(401, _UNAUTHORIZED_MSG))
+            return reply(envelope(401, _UNAUTHORIZED_MSG))
         if not emulator.try_rate_limited_create():
             retry_after = emulator.config.rate_limit_retry_after
             headers = {"Retry-After": str(retry_after)} if retry_after is not None else None
@@ -122,53 +141,93 @@ def create_app(config: EmulatorConfig, state: EmulatorState | None = None) -> Fa
         body = await _json_body(request)
         if not isinstance(body, dict):
             emulator.count_validation_rejection()
-            return _json(envelope(422, "Request body must be a JSON object"))
+            return reply(envelope(422, "Request body must be a JSON object"))
+        task = make(body, str(request.base_url).rstrip("/"))
+        if isinstance(task, Rejection):
+            emulator.count_validation_rejection()
+            return reply(envelope(task.code, task.msg))
+        if task is None:
+            return reply(envelope(402, "Credits insufficient"))
+        worker.start(task)
+        return reply(envelope(200, "success", {"taskId": task.task_id}))
+
+    def polled_task(request: Request, api: Api) -> Task | Response:
+        """The task a record-info request asks for, or kie's answer when there is none to show yet.
+
+        Each API sees only its own tasks: a Kontext id on jobs/recordInfo (or the reverse) is as
+        unknown as any other id, which is what catches a client polling the wrong endpoint.
+        """
+        if not authorized(request):
+            return reply(envelope(401, _UNAUTHORIZED_MSG))
+        task_id = request.query_params.get("taskId")
+        if not task_id:
+            return reply(envelope(422, "taskId is required"))
+        task = emulator.get_task(task_id)
+        if task is None or task.api != api or not emulator.record_visible(task):
+            return reply(envelope(422, "recordInfo is null"))
+        return task
+
+    # --------------------------------------------------------------------------- Flux Kontext API
+
+    def make_kontext(body: dict[str, Any], own_base: str) -> Task | Rejection | None:
         params = validate_generate(body)
         if isinstance(params, Rejection):
-            emulator.count_validation_rejection()
-            return _json(envelope(params.code, params.msg))
-        task = emulator.create_task(params, base_url=str(request.base_url).rstrip("/"))
-        if task is None:
-            return _json(envelope(402, "Credits insufficient"))
-        worker.start(task)
-        return _json(envelope(200, "success", {"taskId": task.task_id}))
+            return params
+        return emulator.create_task(params, base_url=own_base)
+
+    @app.post(routes.GENERATE)
+    async def generate(request: Request) -> Response:
+        return await create(request, make_kontext)
 
     @app.get(routes.RECORD_INFO)
     async def record_info(request: Request) -> Response:
-        if not authorized(request):
-            return _json(envelope(401, _UNAUTHORIZED_MSG))
-        task_id = request.query_params.get("taskId")
-        if not task_id:
-            return _json(envelope(422, "taskId is required"))
-        task = emulator.get_task(task_id)
-        if task is None or not emulator.record_visible(task):
-            return _json(envelope(422, "recordInfo is null"))
+        task = polled_task(request, "kontext")
+        if isinstance(task, Response):
+            return task
         data = record_data(task, emulator.now(), base_url(request), emulator.config.time_format)
-        return _json(envelope(200, "success", data))
+        return reply(envelope(200, "success", data))
+
+    # --------------------------------------------------------------------------- Market jobs API
+
+    def make_market(body: dict[str, Any], own_base: str) -> Task | Rejection | None:
+        order = validate_market(body, refusal_code=emulator.config.market_validation_code)
+        if isinstance(order, Rejection):
+            return order
+        return emulator.create_market_task(order, base_url=own_base)
+
+    @app.post(routes.JOBS_CREATE)
+    async def jobs_create(request: Request) -> Response:
+        return await create(request, make_market)
+
+    @app.get(routes.JOBS_RECORD_INFO)
+    async def jobs_record_info(request: Request) -> Response:
+        task = polled_task(request, "market")
+        if isinstance(task, Response):
+            return task
+        return reply(envelope(200, "success", market_record_data(task, emulator.now(), base_url(request))))
 
     # --------------------------------------------------------------------------- Common API
 
     @app.get(routes.CREDIT)
     async def credit(request: Request) -> Response:
         if not authorized(request):
-            return _json(envelope(401, _UNAUTHORIZED_MSG))
-        balance = emulator.credits
-        return _json(envelope(200, "success", int(balance) if balance.is_integer() else balance))
+            return reply(envelope(401, _UNAUTHORIZED_MSG))
+        return reply(envelope(200, "success", credit_number(emulator.credits)))
 
     @app.post(routes.DOWNLOAD_URL)
     async def download_url(request: Request) -> Response:
         if not authorized(request):
-            return _json(envelope(401, _UNAUTHORIZED_MSG))
+            return reply(envelope(401, _UNAUTHORIZED_MSG))
         body = await _json_body(request)
         url = body.get("url") if isinstance(body, dict) else None
         if not isinstance(url, str) or not url:
-            return _json(envelope(422, "url is required"))
+            return reply(envelope(422, "url is required"))
         base = base_url(request)
         key = own_file_key(url, {base, str(request.base_url).rstrip("/")})
         if key is None or key.startswith("dl/") or emulator.resolve_file(key) is None:
-            return _json(envelope(422, "Only files generated by kie can be downloaded with this API"))
+            return reply(envelope(422, "Only files generated by kie can be downloaded with this API"))
         link = emulator.create_download_link(key, key.rsplit("/", 1)[-1])
-        return _json(envelope(200, "success", file_url(base, link)))
+        return reply(envelope(200, "success", file_url(base, link)))
 
     # --------------------------------------------------------------------------- File Upload API
 

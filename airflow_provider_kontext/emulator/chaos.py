@@ -74,6 +74,8 @@ GENERATE_FAULTS: tuple[FaultSpec, ...] = (
 DEFAULT_RANDOM_FAULTS: dict[str, tuple[FaultSpec, ...]] = {
     "generate": GENERATE_FAULTS,
     "record-info": READ_FAULTS,
+    "jobs-create": GENERATE_FAULTS,
+    "jobs-record-info": READ_FAULTS,
     "credit": READ_FAULTS,
     "download-url": READ_FAULTS,
 }
@@ -88,7 +90,7 @@ class AppliedFault:
     kind: str
     params: dict[str, Any]
     random: bool
-    #: The create's ``prompt`` (generate only; read from the request body).
+    #: The create's ``prompt`` (creates only; read from the request body, Market's ``input.prompt``).
     prompt: str | None = None
     #: The kie task id: polled (record-info), or created by a create whose answer was lost/late.
     task_id: str | None = None

@@ -27,7 +27,7 @@ _API_KEY_ENV = "KONTEXT_EMULATOR_API_KEY"
 def build_parser() -> argparse.ArgumentParser:
     """The command-line interface."""
     parser = argparse.ArgumentParser(
-        prog="kontext-emulator", description="Local kie.ai-compatible Flux Kontext API emulator."
+        prog="kontext-emulator", description="Local kie.ai-compatible Flux Kontext and Market jobs API emulator."
     )
     parser.add_argument("--host", default="127.0.0.1", help="interface to bind (default: 127.0.0.1)")
     parser.add_argument("--port", type=int, default=8765, help="port to bind, 0 for any free port (default: 8765)")
@@ -51,6 +51,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--public-base-url", default=None, help="URL prefix for file URLs in answers")
     parser.add_argument("--time-format", choices=("iso", "epoch_ms"), default="iso", help="createTime format")
     parser.add_argument("--image-long-side", type=int, default=512, help="long side of rendered images")
+    parser.add_argument(
+        "--market-validation-code",
+        type=int,
+        choices=(422, 500),
+        default=422,
+        help="body code of a Market create missing a required input or with a value out of options",
+    )
+    parser.add_argument(
+        "--mirror-http-status", action="store_true", help="send error body codes as the HTTP status too"
+    )
     parser.add_argument("--http", choices=("h11", "httptools"), default="h11", help="uvicorn HTTP implementation")
     parser.add_argument(
         "--fault-rate", type=float, default=0.0, help="share of requests faulted at random, 0-1 (default: 0)"
@@ -84,6 +94,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             public_base_url=args.public_base_url,
             time_format=args.time_format,
             image_long_side=args.image_long_side,
+            market_validation_code=args.market_validation_code,
+            mirror_http_status=args.mirror_http_status,
         )
     except ValueError as exc:
         print(f"kontext-emulator: {exc}", file=sys.stderr)

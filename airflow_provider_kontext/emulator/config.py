@@ -52,7 +52,8 @@ _FLOAT_FIELDS = frozenset(
         "url_upload_timeout_seconds",
     }
 )
-_INT_FIELDS = frozenset({"rate_limit_creates", "image_long_side", "callback_max_retries"})
+_INT_FIELDS = frozenset({"rate_limit_creates", "image_long_side", "callback_max_retries", "market_validation_code"})
+_BOOL_FIELDS = frozenset({"mirror_http_status"})
 _OPTIONAL_INT_FIELDS = frozenset({"rate_limit_retry_after"})
 _OPTIONAL_STR_FIELDS = frozenset({"webhook_hmac_key", "public_base_url"})
 
@@ -73,7 +74,7 @@ class EmulatorConfig:
     record_info_null_seconds: float = 0.5
     #: Starting credit balance of the account.
     credits: float = 1000.0
-    #: Credits charged per accepted create, by model.
+    #: Credits charged per accepted Kontext create, by model (Market prices: ``market.MODELS``).
     credits_per_task: dict[str, float] = field(default_factory=lambda: dict(DEFAULT_CREDITS_PER_TASK))
     #: Creates allowed per sliding window before kie's HTTP 429 (documented default 20 per 10 s).
     rate_limit_creates: int = 20
@@ -103,6 +104,12 @@ class EmulatorConfig:
     input_fetch_timeout_seconds: float = 10.0
     #: kie documents a 30 s download timeout for ``/api/file-url-upload``.
     url_upload_timeout_seconds: float = 30.0
+    #: Body code of a Market create missing a required input or with a value outside a field's
+    #: options: 422 as documented, or 500, which kie-mcp reports kie sometimes answers instead.
+    market_validation_code: int = 422
+    #: kie answers errors as HTTP 200 with the code in the body; True sends the body code as the
+    #: HTTP status too (on ``api.kie.ai`` endpoints), for clients that must cope with both.
+    mirror_http_status: bool = False
 
     def __post_init__(self) -> None:
         """Reject settings that would make the emulator misbehave in confusing ways later."""
@@ -121,6 +128,10 @@ class EmulatorConfig:
             raise ValueError("image_long_side must be at least 16 pixels")
         if self.callback_max_retries < 0:
             raise ValueError("callback_max_retries must be >= 0")
+        if self.market_validation_code not in (422, 500):
+            raise ValueError("market_validation_code must be 422 or 500")
+        if not isinstance(self.mirror_http_status, bool):
+            raise ValueError("mirror_http_status must be a boolean")
         unknown_models = set(self.credits_per_task) - set(MODELS)
         if unknown_models:
             raise ValueError(f"credits_per_task has unknown models: {sorted(unknown_models)}")
@@ -159,6 +170,10 @@ def _coerce(name: str, value: Any) -> Any:
         if isinstance(value, bool) or not isinstance(value, int | float) or int(value) != value:
             raise ValueError(f"{name} must be an integer")
         return int(value)
+    if name in _BOOL_FIELDS:
+        if not isinstance(value, bool):
+            raise ValueError(f"{name} must be a boolean")
+        return value
     if name in _OPTIONAL_STR_FIELDS:
         if value is not None and not isinstance(value, str):
             raise ValueError(f"{name} must be a string or null")

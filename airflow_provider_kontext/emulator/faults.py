@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote_to_bytes
 
 from airflow_provider_kontext.emulator.payloads import BODY_CODE_MESSAGES, dumps, envelope
-from airflow_provider_kontext.emulator.routes import endpoint_for
+from airflow_provider_kontext.emulator.routes import CREATE_ENDPOINTS, READ_ENDPOINTS, endpoint_for
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -63,13 +63,13 @@ async def serve_with_faults(state: EmulatorState, scope: Scope, receive: Receive
         return
     has_auth = _header(scope, b"authorization") is not None
     state.count_request(endpoint, user_agent=_header(scope, b"user-agent"), has_auth=has_auth)
-    polled = _query_value(scope, b"taskId") if endpoint == "record-info" else None
+    polled = _query_value(scope, b"taskId") if endpoint in READ_ENDPOINTS else None
     applied = state.apply_fault(endpoint, path, task_id=polled)
     if applied is None:
         await app(scope, receive, send)
         return
     fault, entry = applied
-    if endpoint == "generate":
+    if endpoint in CREATE_ENDPOINTS:
         # Name the image this fault hit (the prompt), and later the task it created if any.
         body = await _read_body(receive)
         receive = _replay(body, receive)
@@ -96,7 +96,7 @@ def canned_response(fault: Fault) -> tuple[int, list[tuple[bytes, bytes]], bytes
     content_type = b"application/json"
     if kind == "code":
         code = int(params["code"])
-        default = "recordInfo is null" if (code, fault.endpoint) == (422, "record-info") else None
+        default = "recordInfo is null" if code == 422 and fault.endpoint in READ_ENDPOINTS else None
         msg = str(params.get("msg") or default or BODY_CODE_MESSAGES[code])
         body = dumps(_with_upload_flag(fault.endpoint, envelope(code, msg)))
     elif kind == "http":
@@ -193,16 +193,22 @@ def _replay(body: bytes, receive: Receive) -> Receive:
 
 
 def _prompt_of(body: bytes) -> str | None:
+    """The prompt of a create body: top-level for Flux Kontext, ``input.prompt`` for Market jobs."""
     try:
         payload = json.loads(body)
     except ValueError:
         return None
-    prompt = payload.get("prompt") if isinstance(payload, dict) else None
+    if not isinstance(payload, dict):
+        return None
+    prompt = payload.get("prompt")
+    market_input = payload.get("input")
+    if prompt is None and isinstance(market_input, dict):
+        prompt = market_input.get("prompt")
     return prompt if isinstance(prompt, str) else None
 
 
 class _CapturingSend:
-    """Wraps ``send``: reports the ``taskId`` of a generate answer, keeps uvicorn's owner reachable."""
+    """Wraps ``send``: reports the ``taskId`` of a create answer, keeps uvicorn's owner reachable."""
 
     def __init__(self, send: Send, on_task_id: Callable[[str], None]) -> None:
         self._send = send

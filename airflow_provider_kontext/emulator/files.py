@@ -1,7 +1,8 @@
 """Reading the emulator's own files, rendering results lazily and exactly once.
 
 Result images are rendered on the first request for them (in a worker thread, so the event loop
-keeps answering polls), then cached on the task. Concurrent first requests share one render.
+keeps answering polls), then cached on the task. Concurrent first requests share one render. A
+Market task may have several results; each is rendered, cached and served on its own.
 """
 
 from __future__ import annotations
@@ -38,12 +39,12 @@ def own_file_key(url: str, bases: Iterable[str]) -> str | None:
     return None
 
 
-def _render_task(task: Task, long_side: int) -> bytes:
-    """Text-to-image render of a task (runs in a worker thread; imports Pillow on first use)."""
+def _render_task(task: Task, index: int, long_side: int) -> bytes:
+    """Text-to-image render of one result of a task (runs in a worker thread; imports Pillow on first use)."""
     from airflow_provider_kontext.emulator import images
 
     return images.render_text_to_image(
-        task.prompt, task.aspect_ratio or "16:9", task.output_format, long_side, task.watermark
+        task.caption(index), task.aspect_ratio or "16:9", task.output_format, long_side, task.watermark
     )
 
 
@@ -64,16 +65,18 @@ class FileService:
         task = target.task
         if task is None:  # pragma: no cover - a FileTarget always has data or a task
             return None
-        data = task.result if task.result is not None else await self._render(task)
+        cached = task.results.get(target.index)
+        data = cached if cached is not None else await self._render(task, target.index)
         return data, target.content_type
 
-    async def _render(self, task: Task) -> bytes:
-        future = self._renders.get(task.task_id)
+    async def _render(self, task: Task, index: int) -> bytes:
+        render_key = f"{task.task_id}_{index}"
+        future = self._renders.get(render_key)
         if future is None:
             long_side = self._state.config.image_long_side
-            future = asyncio.ensure_future(asyncio.to_thread(_render_task, task, long_side))
-            self._renders[task.task_id] = future
-            future.add_done_callback(lambda _: self._renders.pop(task.task_id, None))
+            future = asyncio.ensure_future(asyncio.to_thread(_render_task, task, index, long_side))
+            self._renders[render_key] = future
+            future.add_done_callback(lambda _: self._renders.pop(render_key, None))
         data = await asyncio.shield(future)
-        self._state.store_result(task.task_id, data)
+        self._state.store_result(task.task_id, data, index)
         return data

@@ -25,11 +25,19 @@ _RGB = tuple[int, int, int]
 
 
 def size_for(aspect_ratio: str, long_side: int) -> tuple[int, int]:
-    """Pixel size for an enum aspect ratio with the given long side."""
-    w, h = ASPECT_RATIOS[aspect_ratio]
+    """Pixel size for an aspect ratio (a Kontext enum value or any ``"W:H"``) with the given long side."""
+    w, h = ASPECT_RATIOS.get(aspect_ratio) or _parse_ratio(aspect_ratio)
     if w >= h:
         return long_side, max(1, round(long_side * h / w))
     return max(1, round(long_side * w / h)), long_side
+
+
+def _parse_ratio(aspect_ratio: str) -> tuple[int, int]:
+    """``"W:H"`` as two positive ints (Market models allow ratios like 8:1 that Kontext does not)."""
+    width, sep, height = aspect_ratio.partition(":")
+    if not (sep and width.isdigit() and height.isdigit() and int(width) > 0 and int(height) > 0):
+        raise ValueError(f"not an aspect ratio: {aspect_ratio!r}")
+    return int(width), int(height)
 
 
 def _palette(prompt: str) -> tuple[_RGB, _RGB, _RGB, bytes]:

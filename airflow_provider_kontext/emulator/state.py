@@ -4,6 +4,10 @@ Kept free of HTTP, asyncio and Pillow so that the tricky rules (task timing, the
 rate limit, credits, fault queues, file expiry) can be unit-tested with a fake clock, and so that
 tests can read and steer the same object in-process that the HTTP server uses. All public methods
 take one lock because the server's event loop and a test thread touch the state concurrently.
+
+Both of kie's APIs live here side by side: Flux Kontext tasks and Market jobs are the same
+:class:`Task` (``api`` tells them apart), created through the same credit check and counters,
+under the one create window kie applies per account.
 """
 
 from __future__ import annotations
@@ -17,19 +21,24 @@ import uuid
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from airflow_provider_kontext.emulator.chaos import AppliedFault, FaultSpec, RandomFaults
+from airflow_provider_kontext.emulator.routes import CREATE_ENDPOINTS
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from airflow_provider_kontext.emulator.config import EmulatorConfig
+    from airflow_provider_kontext.emulator.market import MarketOrder
 
 __all__ = [
     "CALLBACK_LOG_LIMIT",
     "ENDPOINTS",
     "FAULT_KINDS",
+    "MARKET_PHASES",
+    "MARKET_STATES",
+    "Api",
     "CallbackAttempt",
     "Clock",
     "EmulatorState",
@@ -40,14 +49,19 @@ __all__ = [
     "StoredFile",
     "Task",
     "outcome_for_prompt",
+    "rejected_after_accept",
 ]
 
 Clock = Callable[[], float]
+#: Which of kie's APIs a task was created through.
+Api = Literal["kontext", "market"]
 
 #: Names used for request counters and fault injection, one per emulated endpoint.
 ENDPOINTS: tuple[str, ...] = (
     "generate",
     "record-info",
+    "jobs-create",
+    "jobs-record-info",
     "credit",
     "download-url",
     "upload-stream",
@@ -77,7 +91,12 @@ _USER_AGENT_LIMIT = 20
 
 @dataclass(frozen=True)
 class Outcome:
-    """How a task ends: what record-info and the callback report once it is terminal."""
+    """
+    How a task ends: what record-info and the callback report once it is terminal.
+
+    ``success_flag`` to ``callback_msg`` are the Flux Kontext view; ``fail_code``/``fail_msg``
+    are the Market view of the same end (``failCode`` is a numeric *string* there).
+    """
 
     success_flag: int
     error_code: int | None
@@ -85,6 +104,8 @@ class Outcome:
     callback_code: int
     callback_msg: str
     has_result_url: bool = True
+    fail_code: str = ""
+    fail_msg: str = ""
 
     @property
     def succeeded(self) -> bool:
@@ -94,16 +115,30 @@ class Outcome:
 
 SUCCESS = Outcome(1, None, "", 200, "BFL image generated successfully.")
 NO_URL = Outcome(1, None, "", 200, "BFL image generated successfully.", has_result_url=False)
-CONTENT_POLICY = Outcome(
+_FLAGGED = "Your prompt was flagged by Website as violating content policies."
+#: Market has no documented refusal text; this reads like kie's, and clients should match on text.
+_MARKET_FLAGGED = "The content violates our content policy. Please modify your prompt and try again."
+CONTENT_POLICY = Outcome(3, 400, _FLAGGED, 400, _FLAGGED, fail_code="400", fail_msg=_MARKET_FLAGGED)
+#: The same refusal under code 500: Market's failCode for a refusal is undocumented ("400", "500"
+#: or "501"), so a client that classifies by code instead of text is caught by this one.
+CONTENT_POLICY_500 = Outcome(3, 500, _FLAGGED, 500, _FLAGGED, fail_code="500", fail_msg=_MARKET_FLAGGED)
+GENERATE_FAILED = Outcome(
     3,
-    400,
-    "Your prompt was flagged by Website as violating content policies.",
-    400,
-    "Your prompt was flagged by Website as violating content policies.",
+    501,
+    "Image generation task failed",
+    501,
+    "Image generation task failed",
+    fail_code="501",
+    fail_msg="Generation failed, please try again later.",
 )
-GENERATE_FAILED = Outcome(3, 501, "Image generation task failed", 501, "Image generation task failed")
 CREATE_FAILED = Outcome(
-    2, 500, "Internal error, please try again later.", 500, "Internal error, please try again later."
+    2,
+    500,
+    "Internal error, please try again later.",
+    500,
+    "Internal error, please try again later.",
+    fail_code="500",
+    fail_msg="Internal server error",
 )
 INPUT_FAILED = Outcome(
     3,
@@ -111,12 +146,16 @@ INPUT_FAILED = Outcome(
     "Image generation task failed: inputImage could not be loaded",
     501,
     "Image generation task failed",
+    fail_code="501",
+    fail_msg="Generation failed: the input image could not be loaded",
 )
 
 _MARKERS: tuple[tuple[str, Outcome], ...] = (
+    ("[emulator:content_policy_500]", CONTENT_POLICY_500),
     ("[emulator:content_policy]", CONTENT_POLICY),
     ("[emulator:generate_failed]", GENERATE_FAILED),
     ("[emulator:create_failed]", CREATE_FAILED),
+    ("[emulator:internal_error]", CREATE_FAILED),
     ("[emulator:no_url]", NO_URL),
 )
 _SLOW_MARKER = re.compile(r"\[emulator:slow=(\d+(?:\.\d+)?)\]")
@@ -135,6 +174,16 @@ def outcome_for_prompt(prompt: str, default_seconds: float) -> tuple[Outcome, fl
             break
     slow = _SLOW_MARKER.search(prompt)
     return outcome, float(slow.group(1)) if slow else default_seconds
+
+
+def rejected_after_accept(reason: str) -> Outcome:
+    """A task kie accepted and then failed on its parameters (recordInfo: "422, see failMsg")."""
+    return Outcome(3, 422, reason, 501, reason, fail_code="422", fail_msg=reason)
+
+
+#: Market states before the end, each from its share of the generation time onwards.
+MARKET_PHASES: tuple[tuple[str, float], ...] = (("waiting", 0.0), ("queuing", 0.2), ("generating", 0.4))
+MARKET_STATES: tuple[str, ...] = (*(name for name, _ in MARKET_PHASES), "success", "fail")
 
 
 @dataclass
@@ -157,13 +206,42 @@ class Task:
     #: True while an edit's input image is still being fetched; the task stays running until then.
     input_pending: bool = False
     ready_at: float | None = None
-    #: Rendered image bytes, cached once so that polls and repeated downloads never re-render.
-    result: bytes | None = None
+    #: Rendered image bytes by result index, cached so that polls and repeated downloads never re-render.
+    results: dict[int, bytes] = field(default_factory=dict)
+    api: Api = "kontext"
+    #: Images the task returns (Market: ``max_images``/``num_images``/``n``; Kontext: always 1).
+    image_count: int = 1
+    #: Market: the task's price, what ``creditsConsumed`` reports once it succeeds.
+    price: float = 0.0
+    #: Credits taken from the balance for this task right now (a failed Market task's are refunded).
+    charged: float = 0.0
+    #: Market: drawn on the images instead of the prompt (models without one name their input).
+    caption_base: str | None = None
 
     @property
     def param_json(self) -> str:
         """The request parameters as kie returns them: a JSON *string* inside the JSON record."""
         return json.dumps(self.params, separators=(",", ":"), ensure_ascii=False)
+
+    def caption(self, index: int) -> str:
+        """Text drawn on result ``index``; several images of one task get distinct captions (and pictures)."""
+        base = self.caption_base if self.caption_base is not None else self.prompt
+        return f"{base} ({index + 1}/{self.image_count})" if self.image_count > 1 else base
+
+    def result_key_at(self, index: int) -> str:
+        """File-store key of result ``index`` (Kontext's single result keeps its historic key)."""
+        if self.api == "kontext":
+            return self.result_key
+        return f"results/{self.task_id}_{index}.{self.extension}"
+
+    def result_index(self, suffix: str) -> int | None:
+        """The result index named by a key's ``_N`` suffix ("" for Kontext), or None if there is none such."""
+        if self.api == "kontext":
+            return 0 if suffix == "" else None
+        if not (suffix.isascii() and suffix.isdigit()) or str(int(suffix)) != suffix:
+            return None
+        index = int(suffix)
+        return index if index < self.image_count else None
 
     @property
     def extension(self) -> str:
@@ -197,6 +275,25 @@ class Task:
         done = self.completes_at()
         return done is not None and now >= done
 
+    def market_phase(self, now: float) -> tuple[str, float, int]:
+        """
+        Market ``state`` at ``now``, when that state began, and ``progress`` (0-100).
+
+        Derived from the clock like everything else, so ``finish_now`` or a fake clock moves a
+        task through ``waiting`` -> ``queuing`` -> ``generating`` -> ``success``/``fail``.
+        """
+        done = self.completes_at()
+        if done is not None and now >= done:
+            return ("success" if self.outcome.succeeded else "fail"), done, 100
+        share = (now - self.created_at) / self.duration if self.duration > 0 else 0.0
+        name, begins = MARKET_PHASES[0]
+        for phase, start in MARKET_PHASES:
+            if share >= start:
+                name, begins = phase, start
+        last_start = MARKET_PHASES[-1][1]
+        progress = min(99, round((share - last_start) / (1 - last_start) * 100)) if name == "generating" else 0
+        return name, self.created_at + begins * self.duration, progress
+
 
 @dataclass
 class StoredFile:
@@ -215,6 +312,8 @@ class FileTarget:
     content_type: str
     data: bytes | None = None
     task: Task | None = None
+    #: Which of the task's results (Market tasks may have several).
+    index: int = 0
 
 
 @dataclass
@@ -368,6 +467,10 @@ class EmulatorState:
         self._callbacks: deque[CallbackAttempt] = deque(maxlen=CALLBACK_LOG_LIMIT)
         self._user_agents: dict[str, None] = {}
         self._credits = float(self._config.credits)
+        #: Failed-to-be Market tasks whose held credits go back once they end (kie: "held, then refunded").
+        self._refunds: dict[str, Task] = {}
+        self._credits_refunded = 0.0
+        self._creates_by_api: dict[str, int] = {"kontext": 0, "market": 0}
         self._counters: dict[str, int] = {
             "creates_accepted": 0,
             "creates_rejected_rate_limit": 0,
@@ -446,7 +549,7 @@ class EmulatorState:
             self._counters["auth_failures"] += 1
 
     def count_validation_rejection(self) -> None:
-        """Count a create refused by parameter validation (422 or the tolerance 500)."""
+        """Count a create refused by parameter validation (422, or 500: tolerance, Market's 500 mode)."""
         with self._lock:
             self._counters["creates_rejected_validation"] += 1
 
@@ -476,20 +579,18 @@ class EmulatorState:
     def credits(self) -> float:
         """Current credit balance."""
         with self._lock:
+            self._settle_refunds()
             return self._credits
 
     def create_task(self, params: Mapping[str, Any], *, base_url: str) -> Task | None:
-        """Charge the model's cost and store a new task, or return None if credits are short.
+        """Charge the model's cost and store a new Flux Kontext task, or return None if credits are short.
 
-        ``params`` must already be validated; the task remembers them for ``paramJson``.
+        ``params`` must already be validated; the task remembers them for ``paramJson``. Kontext
+        charges at create whatever the outcome, as the emulator always has.
         """
         with self._lock:
             config = self._config
             model = str(params.get("model") or "flux-kontext-pro")
-            cost = config.cost_of(model)
-            if self._credits < cost:
-                self._counters["creates_rejected_credits"] += 1
-                return None
             prompt = str(params["prompt"])
             outcome, duration = outcome_for_prompt(prompt, config.generation_seconds)
             input_image = params.get("inputImage") or None
@@ -510,11 +611,68 @@ class EmulatorState:
                 outcome=outcome,
                 input_pending=input_image is not None and outcome.succeeded,
             )
-            self._credits -= cost
-            self._credits_spent += cost
-            self._tasks[task.task_id] = task
-            self._counters["creates_accepted"] += 1
-            return task
+            return self._admit(task, config.cost_of(model))
+
+    def create_market_task(self, order: MarketOrder, *, base_url: str) -> Task | None:
+        """
+        Hold the order's price and store a new Market task, or return None if credits are short.
+
+        The price is held at create (so concurrent creates cannot overspend) and handed back
+        when a task ends in ``fail``: kie bills successes only.
+        """
+        with self._lock:
+            outcome, duration = outcome_for_prompt(order.prompt, self._config.generation_seconds)
+            if order.late_failure is not None:
+                outcome = rejected_after_accept(order.late_failure)
+            task = Task(
+                task_id=uuid.uuid4().hex,
+                params=dict(order.body),
+                prompt=order.prompt,
+                model=order.model,
+                output_format=order.output_format,
+                aspect_ratio=order.aspect_ratio,
+                input_image=None,
+                callback_url=order.callback_url,
+                watermark=None,
+                base_url=base_url,
+                created_at=self._clock(),
+                duration=duration,
+                outcome=outcome,
+                api="market",
+                image_count=order.images,
+                price=order.price,
+                caption_base=order.caption,
+            )
+            return self._admit(task, order.price)
+
+    def _admit(self, task: Task, cost: float) -> Task | None:
+        """The one credit check and bookkeeping of every accepted create, whichever API (lock held)."""
+        self._settle_refunds()
+        if self._credits < cost:
+            self._counters["creates_rejected_credits"] += 1
+            return None
+        self._credits -= cost
+        self._credits_spent += cost
+        task.charged = cost
+        self._tasks[task.task_id] = task
+        self._counters["creates_accepted"] += 1
+        self._creates_by_api[task.api] += 1
+        if task.api == "market" and not task.outcome.succeeded:
+            self._refunds[task.task_id] = task
+        return task
+
+    def _settle_refunds(self) -> None:
+        """Give back what failed Market tasks held, once they have failed (lock held)."""
+        if not self._refunds:
+            return
+        now = self._clock()
+        for task_id, task in list(self._refunds.items()):
+            if task.is_terminal(now):
+                self._credits += task.charged
+                self._credits_spent -= task.charged
+                self._credits_refunded += task.charged
+                task.charged = 0.0
+                del self._refunds[task_id]
 
     def get_task(self, task_id: str) -> Task | None:
         """The task with this id, if the emulator knows it."""
@@ -553,14 +711,14 @@ class EmulatorState:
             if result is None:
                 task.outcome = INPUT_FAILED
             else:
-                task.result = result
+                task.results[0] = result
 
-    def store_result(self, task_id: str, data: bytes) -> None:
-        """Cache a lazily rendered result so it is rendered once per task."""
+    def store_result(self, task_id: str, data: bytes, index: int = 0) -> None:
+        """Cache a lazily rendered result so it is rendered once per task and index."""
         with self._lock:
             task = self._tasks.get(task_id)
-            if task is not None and task.result is None:
-                task.result = data
+            if task is not None:
+                task.results.setdefault(index, data)
 
     # ----------------------------------------------------------------------------- files
 
@@ -587,17 +745,19 @@ class EmulatorState:
     def _resolve(self, key: str, now: float, *, follow_links: bool) -> FileTarget | None:
         kind, _, rest = key.partition("/")
         if kind in ("results", "origin"):
-            task_id, dot, ext = rest.partition(".")
+            stem, dot, ext = rest.partition(".")
+            task_id, _, suffix = stem.partition("_")
             task = self._tasks.get(task_id)
             if task is None or not dot or ext != task.extension:
                 return None
-            if not task.is_terminal(now) or not task.outcome.succeeded:
+            index = task.result_index(suffix)
+            if index is None or not task.is_terminal(now) or not task.outcome.succeeded:
                 return None
             if kind == "origin":
                 done = task.completes_at()
-                if done is None or now >= done + self._config.origin_url_ttl_seconds:
+                if task.api != "kontext" or done is None or now >= done + self._config.origin_url_ttl_seconds:
                     return None
-            return FileTarget(content_type=task.content_type, task=task)
+            return FileTarget(content_type=task.content_type, task=task, index=index)
         if kind == "uploads":
             stored = self._uploads.get(key)
             if stored is None or now >= stored.expires_at:
@@ -688,7 +848,7 @@ class EmulatorState:
         """
         Fault about ``rate`` of the requests at random, reproducibly for ``seed`` (replaces any earlier plan).
 
-        Defaults: every create fault kind on generate, transient faults on the reads
+        Defaults: every create fault kind on both create endpoints, transient faults on the reads
         (:data:`~.chaos.DEFAULT_RANDOM_FAULTS`). Queued faults still come first. Every spec is
         checked here, so a typo fails at once instead of mid-soak.
         """
@@ -742,8 +902,14 @@ class EmulatorState:
             now = self._clock()
             return {
                 "taskId": task.task_id,
+                "api": task.api,
                 "params": dict(task.params),
+                "prompt": task.prompt,
                 "model": task.model,
+                "images": task.image_count,
+                "price": task.price,
+                "charged": task.charged,
+                "state": task.market_phase(now)[0] if task.api == "market" else None,
                 "createdAt": task.created_at,
                 "duration": task.duration,
                 "completesAt": task.completes_at(),
@@ -754,26 +920,44 @@ class EmulatorState:
                     "errorCode": task.outcome.error_code,
                     "errorMessage": task.outcome.error_message,
                     "hasResultUrl": task.outcome.has_result_url,
+                    "failCode": task.outcome.fail_code,
+                    "failMsg": task.outcome.fail_msg,
                 },
                 "inputPending": task.input_pending,
-                "rendered": task.result is not None,
+                "rendered": bool(task.results),
             }
 
     def stats(self) -> dict[str, Any]:
-        """Everything a test may assert on, as plain JSON-able data (also ``GET /_emulator/stats``)."""
+        """
+        Everything a test may assert on, as plain JSON-able data (also ``GET /_emulator/stats``).
+
+        ``creates_accepted`` and ``tasks`` count both APIs (``*_by_api`` split them);
+        ``tasks_by_success_flag`` counts Flux Kontext tasks, ``tasks_by_state`` Market tasks.
+        """
         with self._lock:
+            self._settle_refunds()
             now = self._clock()
             by_flag = {"pending": 0, "1": 0, "2": 0, "3": 0}
+            by_state = dict.fromkeys(MARKET_STATES, 0)
+            by_api = {"kontext": 0, "market": 0}
             for task in self._tasks.values():
+                by_api[task.api] += 1
+                if task.api == "market":
+                    by_state[task.market_phase(now)[0]] += 1
+                    continue
                 key = str(task.outcome.success_flag) if task.is_terminal(now) else "pending"
                 by_flag[key] += 1
             return {
                 "requests": dict(self._requests),
                 **self._counters,
+                "creates_accepted_by_api": dict(self._creates_by_api),
                 "tasks": len(self._tasks),
+                "tasks_by_api": by_api,
                 "tasks_by_success_flag": by_flag,
+                "tasks_by_state": by_state,
                 "credits": self._credits,
                 "credits_spent": self._credits_spent,
+                "credits_refunded": self._credits_refunded,
                 "rate_limit_in_window": self._limiter.in_window(),
                 "last_user_agent": self._last_user_agent,
                 "user_agents": list(self._user_agents),
@@ -795,8 +979,8 @@ def _validated_fault(endpoint: str, kind: str, count: int, params: dict[str, Any
     if isinstance(count, bool) or not isinstance(count, int) or count < 1:
         raise ValueError("count must be an integer >= 1")
     params = dict(params)
-    if kind == "drop_after_accept" and endpoint != "generate":
-        raise ValueError("drop_after_accept only applies to the generate endpoint")
+    if kind == "drop_after_accept" and endpoint not in CREATE_ENDPOINTS:
+        raise ValueError(f"drop_after_accept only applies to the create endpoints {sorted(CREATE_ENDPOINTS)}")
     if kind == "forbidden" and endpoint != "file":
         raise ValueError("forbidden only applies to the file endpoint")
     if kind in ("code", "malformed_json") and endpoint == "file":

@@ -3,7 +3,8 @@
 Status itself is computed from the clock, so a task needs background work only when it has an
 ``inputImage`` (fetched and rendered once, right after create, so a bad input fails the task the
 way kie would) or a ``callBackUrl`` (POSTed when the task turns terminal, with kie's 15 s timeout,
-HMAC headers when configured, and a few retries on failure).
+HMAC headers when configured, and a few retries on failure). Market callbacks go through the
+same delivery; only their body differs.
 """
 
 from __future__ import annotations
@@ -15,7 +16,12 @@ from typing import TYPE_CHECKING
 
 from airflow_provider_kontext.emulator.files import own_file_key
 from airflow_provider_kontext.emulator.net import FetchError
-from airflow_provider_kontext.emulator.payloads import callback_payload, dumps, sign_webhook
+from airflow_provider_kontext.emulator.payloads import (
+    callback_payload,
+    dumps,
+    market_callback_payload,
+    sign_webhook,
+)
 from airflow_provider_kontext.emulator.state import CallbackAttempt
 
 if TYPE_CHECKING:
@@ -26,6 +32,8 @@ if TYPE_CHECKING:
 __all__ = ["TaskWorker"]
 
 log = logging.getLogger(__name__)
+
+_MAX_NAP_SECONDS = 0.5
 
 
 def _render_edit(task: Task, source: bytes, long_side: int) -> bytes:
@@ -97,19 +105,29 @@ class TaskWorker:
         self._state.finish_input(task.task_id, result)
 
     async def _wait_terminal(self, task: Task) -> bool:
-        """Sleep until the task is terminal; False if it vanished meanwhile (emulator reset)."""
+        """
+        Sleep until the task is terminal; False if it vanished meanwhile (emulator reset).
+
+        Naps last at most half a second so that a task ended early (``finish_now``) still gets its
+        callback at once, not when its original generation time would have run out.
+        """
         while self._state.get_task(task.task_id) is task:
             done = task.completes_at()
             now = self._state.now()
             if done is not None and now >= done:
                 return True
-            await asyncio.sleep(0.05 if done is None else max(0.005, done - now))
+            await asyncio.sleep(0.05 if done is None else min(_MAX_NAP_SECONDS, max(0.005, done - now)))
         return False
 
     async def _deliver_callback(self, task: Task, url: str) -> None:
         config = self._state.config
         base = config.public_base_url or task.base_url
-        body = dumps(callback_payload(task, base))
+        if task.api == "market":
+            # After the task ended: a failed task's held credits are back in remainedCredits.
+            payload = market_callback_payload(task, self._state.now(), base, self._state.credits)
+        else:
+            payload = callback_payload(task, base)
+        body = dumps(payload)
         for attempt in range(1, config.callback_max_retries + 2):
             if self._state.get_task(task.task_id) is not task:
                 return
@@ -133,7 +151,7 @@ class TaskWorker:
                     task_id=task.task_id,
                     url=url,
                     attempt=attempt,
-                    code=task.outcome.callback_code,
+                    code=int(payload["code"]),
                     at=self._state.now(),
                     ok=ok,
                     http_status=status,

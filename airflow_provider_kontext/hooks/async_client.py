@@ -37,10 +37,12 @@ from airflow_provider_kontext._protocol.envelope import (
     TransportFailure,
     credit_request,
     parse_credit_response,
-    parse_record_info_response,
-    record_info_request,
+    parse_status_response,
+    status_endpoint,
+    status_request,
     transport_error,
 )
+from airflow_provider_kontext._protocol.record import ApiFamily
 from airflow_provider_kontext._protocol.retry import retry_kwargs
 from airflow_provider_kontext._protocol.settings import ClientSettings
 from airflow_provider_kontext.exceptions import KontextError
@@ -72,8 +74,8 @@ class AsyncKontextClient:
         self._session = session
         # Built once: a poll loop sends the same headers and the same few URLs thousands of times.
         self._headers = settings.api_headers()
-        self._record_urls: dict[str, tuple[URL, str]] = {}
-        self._last_answers: dict[str, tuple[bytes, TaskRecord]] = {}
+        self._record_urls: dict[tuple[ApiFamily, str], tuple[URL, str]] = {}
+        self._last_answers: dict[tuple[ApiFamily, str], tuple[bytes, TaskRecord]] = {}
         self._timeout = aiohttp.ClientTimeout(
             total=None,  # a total alone can hang on a silent socket (aiohttp#11740); bound each phase
             connect=settings.connect_timeout,
@@ -99,32 +101,33 @@ class AsyncKontextClient:
             port=conn.port,
         )
 
-    async def get_task(self, kie_task_id: str, *, retry: bool = True) -> TaskRecord:
-        """The task's record; a task kie has not persisted yet reads as ``PENDING``."""
+    async def get_task(self, kie_task_id: str, *, api: ApiFamily = ApiFamily.KONTEXT, retry: bool = True) -> TaskRecord:
+        """The task's record, read where its family keeps it; a task kie has not persisted yet reads as ``PENDING``."""
         if retry:
-            api_request = record_info_request(kie_task_id)
+            api_request = status_request(kie_task_id, api)
             checked_id = api_request.params["taskId"]
             return await self._call(
                 api_request,
-                lambda status, body, headers: parse_record_info_response(status, body, headers, task_id=checked_id),
+                lambda status, body, headers: parse_status_response(api, status, body, headers, task_id=checked_id),
             )
-        cached = self._record_urls.get(kie_task_id)
+        key = (api, kie_task_id)
+        cached = self._record_urls.get(key)
         if cached is None:
-            api_request = record_info_request(kie_task_id)
+            api_request = status_request(kie_task_id, api)
             url = URL(self.settings.url_for(api_request.path)).with_query(api_request.params)
-            cached = self._record_urls[kie_task_id] = (url, api_request.params["taskId"])
+            cached = self._record_urls[key] = (url, api_request.params["taskId"])
         url, checked_id = cached
         # The poll loop's single attempt: no tenacity, no request object, a prebuilt URL.
-        status, body, headers = await self._send(Endpoint.RECORD_INFO, "GET", url)
-        last = self._last_answers.get(kie_task_id)
+        status, body, headers = await self._send(status_endpoint(api), "GET", url)
+        last = self._last_answers.get(key)
         if last is not None and status == HTTPStatus.OK and last[0] == body:
             # A running task answers the same bytes poll after poll; parsing is pure, so the
             # record is the one parsed last time. Only successful answers are remembered, so an
             # error's Retry-After (the one header parsing reads) is always read afresh.
             return last[1]
-        record = parse_record_info_response(status, body, headers, task_id=checked_id)
+        record = parse_status_response(api, status, body, headers, task_id=checked_id)
         if status == HTTPStatus.OK:
-            self._last_answers[kie_task_id] = (body, record)
+            self._last_answers[key] = (body, record)
         return record
 
     async def get_credits(self) -> float:
@@ -151,7 +154,7 @@ class AsyncKontextClient:
             # semaphore: a 100-id batch costs 8 tasks a round, not 100 tasks and 100 wake-ups.
             for task_id in pending:
                 try:
-                    record = await self.get_task(task_id, retry=False)
+                    record = await self.get_task(task_id, api=waiter.api, retry=False)
                 except KontextError as err:
                     waiter.on_error(err, task_id=task_id, now=clock())
                 else:

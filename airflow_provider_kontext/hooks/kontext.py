@@ -39,16 +39,16 @@ from airflow_provider_kontext._protocol.envelope import (
     TransportFailure,
     check_upload_file_name,
     check_upload_path,
+    create_request,
     credit_request,
     download_url_request,
-    generate_request,
+    parse_create_response,
     parse_credit_response,
     parse_download_url_response,
-    parse_generate_response,
-    parse_record_info_response,
     parse_retry_after,
+    parse_status_response,
     parse_upload_response,
-    record_info_request,
+    status_request,
     transport_error,
     upload_base64_request,
     upload_stream_request,
@@ -56,7 +56,8 @@ from airflow_provider_kontext._protocol.envelope import (
 )
 from airflow_provider_kontext._protocol.polling import PollSchedule, TaskWaiter, WaitResult
 from airflow_provider_kontext._protocol.ratelimit import CreatePacer, CreateStats
-from airflow_provider_kontext._protocol.request import GenerateRequest, check_http_url
+from airflow_provider_kontext._protocol.record import ApiFamily
+from airflow_provider_kontext._protocol.request import CreateRequest, GenerateRequest, MarketRequest, check_http_url
 from airflow_provider_kontext._protocol.retry import retry_kwargs
 from airflow_provider_kontext._protocol.settings import ClientSettings
 from airflow_provider_kontext.exceptions import (
@@ -201,19 +202,38 @@ class KontextHook(BaseHook):  # type: ignore[misc,unused-ignore]  # BaseHook is 
         """
         return self.submit(GenerateRequest.from_fields(prompt, **fields))
 
-    def submit(self, request: GenerateRequest, *, pacer: CreatePacer | None = None) -> str:
-        """Submit an already-validated :class:`GenerateRequest`; return the kie task id."""
+    def create_market_task(
+        self,
+        model: str,
+        input: Mapping[str, Any],
+        *,
+        callback_url: str | None = None,
+        allow_uncatalogued_model: bool = False,
+    ) -> str:
+        """
+        Submit one Market task (any model of the catalog and its ``input``); return its kie task id.
+
+        ``input`` is validated against the model catalog before anything is sent; the same money
+        rules as :meth:`create_task` apply. ``allow_uncatalogued_model`` opts out of the catalog
+        for a model it does not have (see :class:`~._protocol.request.MarketRequest`).
+        """
+        return self.submit(
+            MarketRequest(model, input, callback_url=callback_url, allow_uncatalogued_model=allow_uncatalogued_model)
+        )
+
+    def submit(self, request: CreateRequest, *, pacer: CreatePacer | None = None) -> str:
+        """Submit an already-validated request of either family; return the kie task id."""
         (outcome,) = self.submit_each([request], pacer=pacer, keep_going=False)
         assert outcome.kie_task_id is not None  # keep_going=False raises instead of yielding an error
         return outcome.kie_task_id
 
-    def get_task(self, kie_task_id: str, *, retry: bool = True) -> TaskRecord:
-        """The task's record; a task kie has not persisted yet reads as ``PENDING``."""
-        api_request = record_info_request(kie_task_id)
+    def get_task(self, kie_task_id: str, *, api: ApiFamily = ApiFamily.KONTEXT, retry: bool = True) -> TaskRecord:
+        """The task's record, read where its family keeps it; a task kie has not persisted yet reads as ``PENDING``."""
+        api_request = status_request(kie_task_id, api)
         return self._call(
             api_request,
-            lambda status, body, headers: parse_record_info_response(
-                status, body, headers, task_id=api_request.params["taskId"]
+            lambda status, body, headers: parse_status_response(
+                api, status, body, headers, task_id=api_request.params["taskId"]
             ),
             retry=retry,
         )
@@ -245,7 +265,7 @@ class KontextHook(BaseHook):  # type: ignore[misc,unused-ignore]  # BaseHook is 
 
     def submit_each(
         self,
-        requests_: Sequence[GenerateRequest],
+        requests_: Sequence[CreateRequest],
         *,
         pacer: CreatePacer | None = None,
         deadline: float | None = None,
@@ -299,7 +319,7 @@ class KontextHook(BaseHook):  # type: ignore[misc,unused-ignore]  # BaseHook is 
 
     def _create(
         self,
-        request: GenerateRequest,
+        request: CreateRequest,
         pacer: CreatePacer,
         *,
         deadline: float,
@@ -307,7 +327,7 @@ class KontextHook(BaseHook):  # type: ignore[misc,unused-ignore]  # BaseHook is 
         sleep: Callable[[float], None],
     ) -> str:
         """One create: wait for a slot, send, and resend only what kie provably did not accept."""
-        api_request = generate_request(request)
+        api_request = create_request(request)
         last_refusal: KontextError | None = None
         logged_at = float("-inf")
         while True:
@@ -330,14 +350,17 @@ class KontextHook(BaseHook):  # type: ignore[misc,unused-ignore]  # BaseHook is 
                 pacer.stats.waited_seconds += wait
             try:
                 status, body, headers = self._exchange(api_request)
-                task_id = parse_generate_response(status, body, headers)
+                task_id = parse_create_response(api_request.endpoint, status, body, headers)
             except KontextError as err:
                 if pacer.on_failure(err, now=time.time()) is None:
                     raise
                 last_refusal = err
                 continue
             pacer.on_accepted(time.time())
-            self.log.info("Created kie task %s (%s).", task_id, "edit" if request.is_edit else "text-to-image")
+            kind = "edit" if request.is_edit else "text-to-image"
+            if isinstance(request, MarketRequest):
+                kind = f"{request.model}, {kind}"
+            self.log.info("Created kie task %s (%s).", task_id, kind)
             return task_id
 
     def ensure_credits(self, min_credits: float) -> float:
@@ -374,7 +397,7 @@ class KontextHook(BaseHook):  # type: ignore[misc,unused-ignore]  # BaseHook is 
         """
         for task_id in waiter.pending_ids():
             try:
-                waiter.on_record(self.get_task(task_id, retry=False), now=clock())
+                waiter.on_record(self.get_task(task_id, api=waiter.api, retry=False), now=clock())
             except KontextError as err:
                 waiter.on_error(err, task_id=task_id, now=clock())
                 if waiter.outcome(now=clock()) is not None:
@@ -390,6 +413,7 @@ class KontextHook(BaseHook):  # type: ignore[misc,unused-ignore]  # BaseHook is 
         schedule: PollSchedule | None = None,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], float] = time.time,
+        api: ApiFamily = ApiFamily.KONTEXT,
     ) -> WaitResult:
         """
         Poll until every task is terminal or ``timeout`` seconds pass; never raises for task failures.
@@ -399,8 +423,9 @@ class KontextHook(BaseHook):  # type: ignore[misc,unused-ignore]  # BaseHook is 
             which skips the rounds before any Kontext generation can be done.
         :param schedule: A complete schedule instead (e.g. ``first_delay=0`` for tasks created
             long ago); overrides ``poll_interval``.
+        :param api: The tasks' API family (Kontext or Market): where their status is read.
         """
-        waiter = TaskWaiter(kie_task_ids, end_time=clock() + timeout)
+        waiter = TaskWaiter(kie_task_ids, end_time=clock() + timeout, api=api)
         if schedule is None:
             schedule = PollSchedule(interval=poll_interval)
         polls = 0
@@ -544,7 +569,7 @@ class KontextHook(BaseHook):  # type: ignore[misc,unused-ignore]  # BaseHook is 
         self.log.info("kie copied %s to %s.", file_url, url)
         return url
 
-    def resolve_input_image(self, value: UploadSource | None) -> str | None:
+    def resolve_input_image(self, value: UploadSource | None, *, field: str = "input_image") -> str | None:
         """
         Turn an ``input_image`` value into something kie accepts: an http(s) URL.
 
@@ -552,13 +577,14 @@ class KontextHook(BaseHook):  # type: ignore[misc,unused-ignore]  # BaseHook is 
         any request. A local path (``str``/``PathLike``) or an ``ObjectStoragePath`` is uploaded
         and kie's download URL is returned. Anything else, including a string that is neither an
         http(s) URL nor an existing file, raises :class:`KontextValidationError` for
-        ``input_image`` before any request, so a typo never turns into a paid text-to-image.
+        ``input_image`` (or ``field``: a Market model's image field) before any request, so a typo
+        never turns into a paid text-to-image.
         """
         if value is None:
             return None
         if isinstance(value, str) and value.strip().lower().startswith(("http://", "https://")):
-            return check_http_url(value, field="input_image")
-        return self._upload(value, upload_path=None, file_name=None, field="input_image")
+            return check_http_url(value, field=field)
+        return self._upload(value, upload_path=None, file_name=None, field=field)
 
     def _upload(self, source: UploadSource, *, upload_path: str | None, file_name: str | None, field: str) -> str:
         folder = check_upload_path(new_upload_path() if upload_path is None else upload_path)

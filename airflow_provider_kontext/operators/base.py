@@ -18,6 +18,7 @@ from airflow_provider_kontext._protocol.defaults import (
     DEFAULT_POLL_INTERVAL_SECONDS,
     DEFAULT_TIMEOUT_SECONDS,
 )
+from airflow_provider_kontext._protocol.record import ApiFamily
 from airflow_provider_kontext._protocol.request import check_poll_interval
 from airflow_provider_kontext._tasks.prepare import check_output_path
 from airflow_provider_kontext._tasks.task_defaults import apply_default_retry_policy
@@ -51,6 +52,9 @@ class KontextSubmitOperator(BaseOperator):
         it (then ``KontextRateLimitError``), and the images must be ready by it (then
         ``KontextTimeoutError``).
     :param min_credits: Read the balance first and fail before any spend when it is lower.
+    :param max_credits: The most this task may spend: its requests are priced from the model
+        catalog before the first create, and a task that would cost more (or whose price the
+        catalog does not know) fails with ``KontextCostLimitError``, having sent nothing.
     :param output_path: Copy the images here when ready (kie deletes them after 14 days): an
         ``ObjectStoragePath`` or a URI (``file:///data/images``, ``s3://bucket/prefix``,
         ``s3://conn_id@bucket/prefix``). Templated. The stored URI is added to each result as
@@ -73,6 +77,7 @@ class KontextSubmitOperator(BaseOperator):
         poll_interval: float = DEFAULT_POLL_INTERVAL_SECONDS,
         timeout: float = DEFAULT_TIMEOUT_SECONDS,
         min_credits: float | None = None,
+        max_credits: float | None = None,
         output_path: Any = None,
         output_file_name: str | None = None,
         max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES,
@@ -86,12 +91,15 @@ class KontextSubmitOperator(BaseOperator):
         self.poll_interval = poll_interval
         self.timeout = timeout
         self.min_credits = min_credits
+        self.max_credits = max_credits
         self.output_path = output_path
         self.output_file_name = output_file_name
         self.max_image_bytes = max_image_bytes
         check_poll_interval(poll_interval)  # a bad interval fails at parse time, not mid-run
         if timeout <= 0:
             raise ValueError("timeout must be positive")
+        if max_credits is not None and (isinstance(max_credits, bool) or not max_credits > 0):
+            raise ValueError(f"max_credits must be a positive number of credits, got {max_credits!r}.")
         check_output_path(output_path, output_file_name)
 
     @property
@@ -122,13 +130,22 @@ class KontextSubmitOperator(BaseOperator):
         one) and wait out kie's 429s until the task's deadline: ``timeout`` from now, capped by
         ``execution_timeout``. The same budget then bounds the wait for the images.
         """
+        from airflow_provider_kontext._protocol.catalog import check_credit_ceiling
         from airflow_provider_kontext._protocol.polling import WaitResult, WaitStatus
         from airflow_provider_kontext._tasks.ledger import submit_once
+        from airflow_provider_kontext._tasks.prepare import validate_item
         from airflow_provider_kontext._tasks.waiting import wait_budget, wait_for
 
         check_output_path(self.output_path, self.output_file_name)
         warn_no_retry_policy(self)
         deadline = time.time() + wait_budget(self.timeout, self.execution_timeout)
+        requests = [validate_item(item) for item in items]  # already valid: no I/O, only the prices
+        estimates = [request.estimated_credits for request in requests]
+        if self.max_credits is not None:
+            total = check_credit_ceiling(
+                estimates, self.max_credits, models=[request.model_name for request in requests]
+            )
+            self.log.info("About %g credits at the catalog's prices (max_credits %g).", total, self.max_credits)
         hook = self.hook
         if self.min_credits is not None:
             hook.ensure_credits(self.min_credits)
@@ -140,12 +157,16 @@ class KontextSubmitOperator(BaseOperator):
             deadline=deadline,
             on_progress=on_progress,
             keep_going=keep_going,
+            items_field=self.items_field,
         )
         if not self.wait_for_completion:
             if self.deferrable:
                 self.log.warning("deferrable has no effect with wait_for_completion=False.")
             return [item.kie_task_id for item in created]
-        creates = [item.report(fields) for item, fields in zip(created, items, strict=True)]
+        creates = [
+            {**item.report(fields), "estimated_credits": estimate}
+            for item, fields, estimate in zip(created, items, estimates, strict=True)
+        ]
         ids = [item.kie_task_id for item in created if item.kie_task_id is not None]
         if not ids:
             nothing = WaitResult(WaitStatus.FAILED, (), f"None of the {len(items)} create(s) succeeded.")
@@ -163,6 +184,7 @@ class KontextSubmitOperator(BaseOperator):
             resume_kwargs={"creates": creates},
             end_from_trigger=self.trigger_end_mode() if self.deferrable and all_sent else None,
             creates=creates,
+            api=self.task_api,
         )
         return self.finish(context, result, creates)
 
@@ -180,12 +202,18 @@ class KontextSubmitOperator(BaseOperator):
             else None,
             timeout=wait_budget(self.timeout, self.execution_timeout),
             poll_interval=self.poll_interval,
+            api=self.task_api,
         )
         try:
             return self.finish(context, result, creates)
         except Exception:
             warn_retry_resumes_same_event(self)
             raise
+
+    @property
+    def task_api(self) -> ApiFamily:
+        """The API family of this task's items (one per task): where their status is read."""
+        return ApiFamily.KONTEXT
 
     def trigger_end_mode(self) -> str | None:
         """How a successful deferred wait may end in the triggerer (its ``end_from_trigger``); ``None``: resume."""
@@ -212,3 +240,5 @@ class KontextSubmitOperator(BaseOperator):
 
     #: Return failed items with their own status instead of raising (the batch's ``fail_on_any_failure=False``).
     allow_failed_tasks = False
+    #: The argument holding a list of items (the batch's ``requests``): an error about one names ``requests[i]``.
+    items_field: str | None = None

@@ -12,7 +12,8 @@ from typing import TYPE_CHECKING, Any
 
 from airflow_provider_kontext._protocol.defaults import KIE_CREATES_PER_WINDOW, KIE_WINDOW_SECONDS
 from airflow_provider_kontext._protocol.ratelimit import check_rate_limit
-from airflow_provider_kontext._tasks.prepare import contains_unrendered, validate_items
+from airflow_provider_kontext._protocol.record import ApiFamily
+from airflow_provider_kontext._tasks.prepare import contains_unrendered, item_api, validate_items
 from airflow_provider_kontext.operators.base import KontextSubmitOperator
 from airflow_provider_kontext.results import TASK_IDS_KEY
 
@@ -36,8 +37,10 @@ class KontextBatchGenerateOperator(KontextSubmitOperator):
     so an Airflow retry re-attaches to tasks still running or done and re-creates only failed
     ones (:mod:`~airflow_provider_kontext._tasks.ledger`).
 
-    :param requests: A list of dicts, each with the generate fields (``prompt``, ``input_image``,
-        ``aspect_ratio``, ``output_format``, ``model``, ...). Templated.
+    :param requests: A list of dicts, each with the Flux Kontext generate fields (``prompt``,
+        ``input_image``, ``aspect_ratio``, ``output_format``, ``model``, ...), or each a Market
+        request (``model`` and its ``input``; models may differ). One batch is of one family.
+        Templated.
     :param kontext_conn_id: The ``kontext`` Airflow connection.
     :param wait_for_completion: Wait for every image (default) or return the ids once created.
     :param deferrable: Wait in the triggerer. Defaults to ``[operators] default_deferrable``.
@@ -59,6 +62,7 @@ class KontextBatchGenerateOperator(KontextSubmitOperator):
 
     template_fields: Sequence[str] = ("requests", "output_path", "output_file_name")
     template_fields_renderers = {"requests": "json"}
+    items_field = "requests"
 
     def __init__(
         self,
@@ -96,6 +100,11 @@ class KontextBatchGenerateOperator(KontextSubmitOperator):
             # not a reason to abandon the images already paid for.
             keep_going=not self.fail_on_any_failure,
         )
+
+    @property
+    def task_api(self) -> ApiFamily:
+        first = self.requests[0] if isinstance(self.requests, list) and self.requests else {}
+        return item_api(first) if isinstance(first, dict) else ApiFamily.KONTEXT
 
     @property
     def allow_failed_tasks(self) -> bool:  # type: ignore[override]

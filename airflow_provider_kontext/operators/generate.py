@@ -1,4 +1,4 @@
-"""``KontextGenerateOperator``: create a Flux Kontext image (text-to-image or edit) and wait for it.
+"""``KontextGenerateOperator``: create a kie image task (Flux Kontext or any Market model) and wait for it.
 
 The create request is sent on the worker, once; the wait happens in the triggerer (deferrable)
 or on the worker (blocking), both decided by the same
@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Final
 
+from airflow_provider_kontext._protocol.record import ApiFamily
 from airflow_provider_kontext._protocol.request import OPTIONAL_FIELDS
-from airflow_provider_kontext._tasks.prepare import is_unrendered, validate_item
+from airflow_provider_kontext._tasks.prepare import contains_unrendered, is_unrendered, validate_item
 from airflow_provider_kontext.operators.base import KontextSubmitOperator
 from airflow_provider_kontext.results import TASK_ID_KEY
 
@@ -20,7 +21,7 @@ if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
 
     from airflow_provider_kontext._protocol.polling import WaitResult
-    from airflow_provider_kontext._protocol.request import GenerateRequest
+    from airflow_provider_kontext._protocol.request import CreateRequest
 
 #: Stand-ins used to validate the static fields while a templated one is still unrendered.
 _TEMPLATE_PLACEHOLDERS: Final[dict[str, Any]] = {
@@ -33,7 +34,15 @@ _TEMPLATE_PLACEHOLDERS: Final[dict[str, Any]] = {
 
 class KontextGenerateOperator(KontextSubmitOperator):
     """
-    Generate an image with Flux Kontext, or edit one (``input_image``), and return its result.
+    Generate an image with Flux Kontext or any kie Market model, or edit one, and return its result.
+
+    Flux Kontext takes ``prompt`` and the generate fields below. A Market model (FLUX.2, Nano
+    Banana, Seedream, GPT Image, ... any model of the catalog) takes ``model`` and its ``input``
+    (``model="flux-2/pro-text-to-image", input={"prompt": ..., "aspect_ratio": "1:1",
+    "resolution": "1K"}``); ``prompt``, when given too, fills ``input["prompt"]``. The input is
+    validated against the model catalog before anything is sent, and any of its image fields may
+    name a local file or an ``ObjectStoragePath``, uploaded first. Such a task may return several
+    images: the result's ``result_image_urls`` lists them, ``credits`` says what it cost.
 
     Returns a small dict (``kie_task_id``, ``status``, ``result_image_url``, ``origin_image_url``,
     ``prompt``, ``model``, ``aspect_ratio``, ``create_time``, ``complete_time``, ...), or just the
@@ -56,6 +65,11 @@ class KontextGenerateOperator(KontextSubmitOperator):
     :param callback_url: URL kie POSTs the result to. Templated.
     :param watermark: Watermark identifier. Templated.
     :param safety_tolerance: Moderation level, 0 (strict) to 6 when generating, to 2 when editing.
+    :param input: A Market model's ``input`` (its fields, see the catalog); makes this a Market
+        task. Templated.
+    :param allow_uncatalogued_model: Send a Market ``model`` the catalog does not know, with only
+        the shape of ``input`` checked (a model newer than this provider). Off by default: an
+        unknown model is an error naming the close matches.
     :param kontext_conn_id: The ``kontext`` Airflow connection.
     :param wait_for_completion: Wait for the image (default) or return the kie task id at once.
     :param deferrable: Wait in the triggerer, freeing the worker slot. Defaults to
@@ -81,6 +95,7 @@ class KontextGenerateOperator(KontextSubmitOperator):
         "model",
         "callback_url",
         "watermark",
+        "input",
         "output_path",
         "output_file_name",
     )
@@ -88,7 +103,7 @@ class KontextGenerateOperator(KontextSubmitOperator):
     def __init__(
         self,
         *,
-        prompt: str,
+        prompt: str | None = None,
         input_image: str | None = None,
         aspect_ratio: str | None = None,
         output_format: str | None = None,
@@ -99,6 +114,8 @@ class KontextGenerateOperator(KontextSubmitOperator):
         callback_url: str | None = None,
         watermark: str | None = None,
         safety_tolerance: int | None = None,
+        input: dict[str, Any] | None = None,
+        allow_uncatalogued_model: bool = False,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -113,27 +130,59 @@ class KontextGenerateOperator(KontextSubmitOperator):
         self.callback_url = callback_url
         self.watermark = watermark
         self.safety_tolerance = safety_tolerance
-        validate_item(self._fields_for_static_check())
+        self.input = input
+        self.allow_uncatalogued_model = allow_uncatalogued_model
+        static = self._fields_for_static_check()
+        if static is not None:
+            validate_item(static)
 
     # ------------------------------------------------------------------ request
 
-    def _fields(self) -> dict[str, Any]:
-        return {"prompt": self.prompt, **{name: getattr(self, name) for name in OPTIONAL_FIELDS}}
+    @property
+    def task_api(self) -> ApiFamily:
+        return ApiFamily.MARKET if self.input is not None else ApiFamily.KONTEXT
 
-    def _fields_for_static_check(self) -> dict[str, Any]:
-        """The fields with not-yet-rendered templates swapped for neutral stand-ins."""
+    def _fields(self) -> dict[str, Any]:
+        if self.input is None:
+            return {"prompt": self.prompt, **{name: getattr(self, name) for name in OPTIONAL_FIELDS}}
+        kontext_only = [name for name in OPTIONAL_FIELDS if name not in ("model", "callback_url")]
+        for name in kontext_only:
+            if getattr(self, name) is not None:
+                from airflow_provider_kontext.exceptions import KontextValidationError
+
+                raise KontextValidationError(
+                    f"{name} is a Flux Kontext field; with input (a Market model) put the model's own fields in input.",
+                    field=name,
+                )
+        market_input = dict(self.input) if isinstance(self.input, dict) else self.input
+        if isinstance(market_input, dict) and self.prompt is not None:
+            market_input.setdefault("prompt", self.prompt)
+        return {
+            "model": self.model,
+            "input": market_input,
+            "callback_url": self.callback_url,
+            "allow_uncatalogued_model": self.allow_uncatalogued_model,
+        }
+
+    def _fields_for_static_check(self) -> dict[str, Any] | None:
+        """The fields with not-yet-rendered templates swapped for neutral stand-ins; ``None``: nothing to check yet."""
+        if self.input is not None:
+            # A Market input is checked as a whole once any part of it is rendered; a templated
+            # model or input waits for rendering (Kontext-only fields still fail now).
+            fields = self._fields()
+            return None if contains_unrendered(fields) else fields
         fields = self._fields()
         for name in fields:
             if name in self.template_fields and is_unrendered(fields[name]):
                 fields[name] = _TEMPLATE_PLACEHOLDERS.get(name)
         return fields
 
-    def build_request(self) -> GenerateRequest:
+    def build_request(self) -> CreateRequest:
         """
         Validate the rendered fields; raises before anything is sent.
 
-        An ``input_image`` to upload is stood in for by a placeholder here; the upload itself
-        happens only when the task is really created.
+        An image to upload is stood in for by a placeholder here; the upload itself happens only
+        when the task is really created.
         """
         return validate_item(self._fields())
 

@@ -15,6 +15,7 @@ from airflow_provider_kontext._protocol.defaults import (
     DEFAULT_POLL_INTERVAL_SECONDS,
     DEFAULT_TIMEOUT_SECONDS,
 )
+from airflow_provider_kontext._protocol.record import ApiFamily
 from airflow_provider_kontext._protocol.request import check_task_id
 from airflow_provider_kontext._tasks.prepare import check_output_path, is_unrendered
 from airflow_provider_kontext._tasks.task_defaults import apply_default_retry_policy
@@ -54,6 +55,8 @@ class KontextTaskSensor(BaseSensorOperator):
         :class:`~airflow_provider_kontext.operators.generate.KontextGenerateOperator`). Templated.
     :param output_file_name: File-name template under ``output_path``. Templated.
     :param max_image_bytes: Refuse result files larger than this.
+    :param api: ``"kontext"`` (default) for Flux Kontext task ids, ``"market"`` for Market ones
+        (FLUX.2, Nano Banana, Seedream, ...): kie reads each family's tasks at its own endpoint.
 
     With ``deferrable=True``, no ``output_path`` and ids written in the DAG file (not templated,
     not an XCom), the sensor starts in the triggerer (Airflow 3.3+): no worker runs it unless the
@@ -75,6 +78,7 @@ class KontextTaskSensor(BaseSensorOperator):
         output_path: Any = None,
         output_file_name: str | None = None,
         max_image_bytes: int = DEFAULT_MAX_IMAGE_BYTES,
+        api: str = "kontext",
         **kwargs: Any,
     ) -> None:
         kwargs.setdefault("poke_interval", poll_interval)
@@ -87,6 +91,7 @@ class KontextTaskSensor(BaseSensorOperator):
         self.output_path = output_path
         self.output_file_name = output_file_name
         self.max_image_bytes = max_image_bytes
+        self.api = _check_api(api)
         check_output_path(output_path, output_file_name)
         self._waiter: TaskWaiter | None = None
         if self._ids_known_at_parse():
@@ -124,6 +129,7 @@ class KontextTaskSensor(BaseSensorOperator):
                 "timeout": float(self.timeout),
                 "poll_interval": self.poll_interval,
                 "end_from_trigger": self.trigger_end_mode(),
+                "api": self.api,
             },
             next_method="execute_complete",
             next_kwargs=None,
@@ -170,6 +176,7 @@ class KontextTaskSensor(BaseSensorOperator):
             poll_interval=self.poll_interval,
             budget=float(self.timeout),
             end_from_trigger=self.trigger_end_mode(),
+            api=ApiFamily(self.api),
         )
         return self.finish(context, result)
 
@@ -184,6 +191,7 @@ class KontextTaskSensor(BaseSensorOperator):
                 self._task_ids(),
                 end_time=None,  # the sensor's own timeout governs poke/reschedule mode
                 not_found_since=first_poke.timestamp() if first_poke is not None else None,
+                api=ApiFamily(self.api),
             )
         outcome = self.hook.poll(self._waiter)
         if outcome is None:
@@ -201,6 +209,7 @@ class KontextTaskSensor(BaseSensorOperator):
             ended_ids=self._task_ids,
             timeout=float(self.timeout),
             poll_interval=self.poll_interval,
+            api=ApiFamily(self.api),
         )
         if result.status is WaitStatus.TIMEOUT:
             from airflow_provider_kontext._compat import AirflowSensorTimeout
@@ -227,3 +236,14 @@ class KontextTaskSensor(BaseSensorOperator):
             max_image_bytes=self.max_image_bytes,
         )
         return records if self._returns_list() else records[0]
+
+
+def _check_api(api: Any) -> str:
+    """The sensor's ``api``, checked at parse time: a typo must not poll the wrong endpoint."""
+    try:
+        return ApiFamily(api).value
+    except ValueError:
+        from airflow_provider_kontext.exceptions import KontextValidationError
+
+        choices = ", ".join(family.value for family in ApiFamily)
+        raise KontextValidationError(f"api must be one of {choices}; got {api!r}.", field="api") from None

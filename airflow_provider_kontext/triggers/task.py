@@ -29,13 +29,14 @@ from airflow_provider_kontext._protocol.polling import (
     WaitResult,
     WaitStatus,
 )
+from airflow_provider_kontext._protocol.record import ApiFamily
 from airflow_provider_kontext._protocol.request import check_poll_interval, check_task_ids
 from airflow_provider_kontext.exceptions import KontextError
 from airflow_provider_kontext.results import (
     END_MODES,
     END_RETURN_ALL,
     END_RETURN_FIRST,
-    image_url_xcoms,
+    result_xcoms,
 )
 
 if TYPE_CHECKING:
@@ -90,6 +91,8 @@ class KontextTaskTrigger(BaseTrigger):
         shapes the result dicts when the task ends here.
     :param timeout: Seconds to wait from the trigger's first run, used when ``end_time`` is
         ``None`` (a task started in the triggerer, whose kwargs are fixed when the DAG is parsed).
+    :param api: The tasks' API family, ``"kontext"`` (default, and what triggers serialized by
+        older versions mean) or ``"market"``: which status endpoint the polls read.
     """
 
     def __init__(
@@ -103,8 +106,10 @@ class KontextTaskTrigger(BaseTrigger):
         end_from_trigger: str | None = None,
         creates: Sequence[Mapping[str, Any]] | None = None,
         timeout: float | None = None,
+        api: str = ApiFamily.KONTEXT.value,
     ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
+        self.api = ApiFamily(api)
         self.kontext_conn_id = kontext_conn_id
         self.kie_task_ids = list(kie_task_ids)
         if end_time is None and timeout is None:
@@ -142,11 +147,14 @@ class KontextTaskTrigger(BaseTrigger):
                 "end_from_trigger": self.end_from_trigger,
                 "creates": self.creates,
                 "timeout": self.timeout,
+                "api": self.api.value,
             },
         )
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        waiter = TaskWaiter(self.kie_task_ids, end_time=self._deadline(), not_found_grace=self.not_found_grace)
+        waiter = TaskWaiter(
+            self.kie_task_ids, end_time=self._deadline(), not_found_grace=self.not_found_grace, api=self.api
+        )
         if waiter.timed_out(time.time()):
             # Resumed after the deadline (e.g. a long triggerer outage): no new window, no poll.
             yield TriggerEvent(waiter.timeout_result().to_event())
@@ -164,7 +172,7 @@ class KontextTaskTrigger(BaseTrigger):
     def success_xcoms(self, result: WaitResult) -> dict[str, Any]:
         """The XComs the worker's resume would push for this successful ``result``; no I/O."""
         records = result.result_dicts(self.creates)
-        xcoms = image_url_xcoms(records)
+        xcoms = result_xcoms(records)
         if self.end_from_trigger == END_RETURN_FIRST:
             xcoms["return_value"] = records[0]
         elif self.end_from_trigger == END_RETURN_ALL:

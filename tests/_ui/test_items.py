@@ -7,7 +7,17 @@ from typing import Any
 
 import pytest
 
-from airflow_provider_kontext._ui.items import Source, items_from_value, parse_index
+from airflow_provider_kontext._protocol.record import ApiFamily
+from airflow_provider_kontext._ui.items import (
+    Source,
+    find_picture,
+    format_credits,
+    image_address,
+    image_number,
+    items_from_value,
+    parse_index,
+    spend,
+)
 from airflow_provider_kontext._ui.store import choose_items
 from airflow_provider_kontext.exceptions import KontextValidationError
 
@@ -178,3 +188,110 @@ def test_a_review_list_wins_over_the_return_value_and_ids_fill_in_while_waiting(
     assert choose_items([("return_value", "just a string")]) is None
     ids_only = choose_items([("return_value", "kie-7"), ("kie_task_id", "kie-7")]) or []
     assert [item.kie_task_id for item in ids_only] == ["kie-7"]
+
+
+def market(n: int = 3, **overrides: Any) -> dict[str, Any]:
+    """A Market result as the core returns it: ``n`` images, each stored, kie's reported credits."""
+    urls = [f"https://tempfile.example/m-{i}.png" for i in range(n)]
+    paths = [f"file:///data/run/m-{i}.png" for i in range(n)]
+    fields: dict[str, Any] = {
+        "kie_task_id": "kie-m",
+        "api": "market",
+        "model": "bytedance/seedream-v4-text-to-image",
+        "aspect_ratio": None,
+        "result_image_url": urls[0],
+        "result_image_urls": urls,
+        "stored_path": paths[0],
+        **({"stored_paths": paths} if n > 1 else {}),
+        "credits": 15.0,
+        "credits_estimated": False,
+    }
+    return record(**{**fields, **overrides})
+
+
+def test_a_market_result_is_one_item_with_a_picture_per_image_in_kies_order() -> None:
+    (item,) = items_from_value(market()) or []
+    assert (item.api, item.model, item.credits, item.credits_estimated) == (
+        ApiFamily.MARKET,
+        "bytedance/seedream-v4-text-to-image",
+        15.0,
+        False,
+    )
+    assert [(p.stored_path, p.result_image_url) for p in item.pictures] == [
+        (f"file:///data/run/m-{i}.png", f"https://tempfile.example/m-{i}.png") for i in range(3)
+    ]
+    assert (item.stored_path, item.result_image_url) == ("file:///data/run/m-0.png", "https://tempfile.example/m-0.png")
+    assert item.several and item.offered() == [0, 1, 2]
+    assert [image_address(item, i) for i in range(3)] == ["0.0", "0.1", "0.2"]
+    assert [image_number(item, i) for i in range(3)] == ["1.1", "1.2", "1.3"]
+
+
+def test_a_result_from_before_the_market_reads_as_one_flux_kontext_image() -> None:
+    (item,) = items_from_value(record(stored_path="/data/a.png")) or []
+    assert item.api is ApiFamily.KONTEXT  # no ``api``: Flux Kontext, as the core reads old records
+    assert (item.credits, item.credits_estimated, item.several) == (None, False, False)
+    assert [(p.stored_path, p.result_image_url) for p in item.pictures] == [
+        ("/data/a.png", "https://tempfile.example/kie-1.png")
+    ]
+    assert (image_address(item, 0), image_number(item, 0)) == ("0", "1")
+
+
+def test_a_refused_url_keeps_its_position_so_no_address_shifts_to_another_image() -> None:
+    urls = ["https://tempfile.example/0.png", "javascript:alert(1)", "https://tempfile.example/2.png"]
+    (item,) = items_from_value(record(result_image_url=urls[0], result_image_urls=urls)) or []
+    assert [p.result_image_url for p in item.pictures] == [urls[0], None, urls[2]]
+    assert item.offered() == [0, 2]
+    assert [item.source(NOW, image=i) for i in range(4)] == [Source.KIE, Source.NONE, Source.KIE, Source.NONE]
+    assert find_picture([item], "0.2").result_image_url == urls[2]
+
+
+def test_a_failed_task_has_no_pictures_even_if_it_lists_urls() -> None:
+    (item,) = items_from_value(market(status="GENERATE_FAILED", stored_path=None, stored_paths=None)) or []
+    assert item.pictures == () and item.offered() == [] and not item.reviewable
+
+
+def test_each_image_of_several_carries_its_own_review_decision() -> None:
+    (item,) = items_from_value(market(review="approved", reviews=["approved", "rejected", "approved"])) or []
+    assert item.review == "approved"
+    assert [p.review for p in item.pictures] == ["approved", "rejected", "approved"]
+    (wrong_length,) = items_from_value(market(review="approved", reviews=["approved"])) or []
+    assert [p.review for p in wrong_length.pictures] == [None, None, None]
+    (single,) = items_from_value(record(review="rejected")) or []
+    assert [p.review for p in single.pictures] == ["rejected"]
+
+
+def test_an_address_names_an_item_and_one_of_its_images_and_nothing_past_them() -> None:
+    items = items_from_value([market(), record(kie_task_id="kie-2", stored_path="/data/k.png")]) or []
+    assert find_picture(items, "0").stored_path == "file:///data/run/m-0.png"  # the first image
+    assert find_picture(items, "0.2").stored_path == "file:///data/run/m-2.png"
+    assert find_picture(items, "1").stored_path == "/data/k.png"
+    for raw in ("0.3", "1.1", "2", "2.0", "0.", ".1", "0.1.0", "0.-1", "0.1e0", "0. 1", "0.٣", "0.1/../2", "0,1"):
+        with pytest.raises(KontextValidationError) as info:
+            find_picture(items, raw)
+        assert info.value.field == "index", raw
+    failed = items_from_value(record(status="GENERATE_FAILED", error_message="boom")) or []
+    with pytest.raises(KontextValidationError):
+        find_picture(failed, "0")
+
+
+def test_spend_counts_each_kie_task_once_and_prefers_kies_figure_to_an_estimate() -> None:
+    generated = items_from_value([market(), record(kie_task_id="kie-k", credits=5.0, credits_estimated=True)]) or []
+    # The same two tasks again in a review's list, the Kontext one now with kie's own figure.
+    reviewed = items_from_value([market(), record(kie_task_id="kie-k", credits=4.0, credits_estimated=False)]) or []
+    total = spend([*generated, *reviewed])
+    assert total is not None
+    assert (total.credits, total.estimated, total.tasks) == (19.0, 0.0, 2)
+    estimated = spend(generated)
+    assert estimated is not None and (estimated.credits, estimated.estimated) == (20.0, 5.0)
+    assert spend(items_from_value(record()) or []) is None  # old results say nothing: no total
+
+
+@pytest.mark.parametrize("value", [-1, float("nan"), float("inf"), "5", True, None, [5]])
+def test_a_credits_value_that_is_no_cost_is_not_shown_as_one(value: Any) -> None:
+    (item,) = items_from_value(record(credits=value, credits_estimated=True)) or []
+    assert (item.credits, item.credits_estimated) == (None, False)
+
+
+def test_credits_read_as_kies_pricing_pages_write_them() -> None:
+    values = (15.0, 7.5, 0.0, 10.0, 1250.0, 2.25)
+    assert [format_credits(value) for value in values] == ["15", "7.5", "0", "10", "1,250", "2.25"]

@@ -13,6 +13,7 @@ import pytest
 import airflow_provider_kontext
 from airflow_provider_kontext._compat import AIRFLOW_HAS_EXTERNAL_VIEWS, AIRFLOW_V_3_1_PLUS
 from airflow_provider_kontext._ui import plugin
+from tests._ui.conftest import HIDDEN_DAG
 
 
 def test_registered_by_entry_point_and_in_the_provider_info() -> None:
@@ -67,44 +68,13 @@ async def test_the_app_answers_401_without_credentials(path: str) -> None:
     assert answer.json() == {"detail": "Not authenticated"}
 
 
-class _OneDagHidden:
-    """Airflow's simple auth manager, except that nobody may read the DAG ``hidden``."""
-
-    @staticmethod
-    def build() -> object:
-        from airflow.api_fastapi.auth.managers.simple.simple_auth_manager import SimpleAuthManager
-
-        class OneDagHidden(SimpleAuthManager):  # type: ignore[misc]
-            def is_authorized_dag(
-                self, *, method: str, user: object, access_entity: object = None, details: object = None
-            ) -> bool:
-                if getattr(details, "id", None) == "hidden":
-                    return False
-                return bool(
-                    super().is_authorized_dag(method=method, user=user, access_entity=access_entity, details=details)
-                )
-
-        return OneDagHidden()
-
-
-async def test_the_auth_manager_decides_per_dag(airflow_db: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    from airflow.api_fastapi import app as api_app
-    from airflow.api_fastapi.auth.managers.simple.user import SimpleAuthManagerUser
-
-    monkeypatch.setenv("AIRFLOW__API_AUTH__JWT_SECRET", "unit-test-secret-" * 4)
-    manager = _OneDagHidden.build()
-    if hasattr(api_app, "_AuthManagerState"):  # Airflow 3.2+
-        monkeypatch.setattr(api_app._AuthManagerState, "instance", manager)
-    else:  # 3.0, 3.1: a module global
-        monkeypatch.setattr(api_app, "auth_manager", manager)
-    token = manager.generate_jwt(SimpleAuthManagerUser(username="vera", role="viewer"))  # type: ignore[attr-defined]
+async def test_the_auth_manager_decides_per_dag(viewer_headers: dict[str, str]) -> None:
     transport = httpx.ASGITransport(app=plugin.LazyApp())
-    headers = {"Authorization": f"Bearer {token}"}
-    async with httpx.AsyncClient(transport=transport, base_url="http://airflow", headers=headers) as client:
+    async with httpx.AsyncClient(transport=transport, base_url="http://airflow", headers=viewer_headers) as client:
         visible = await client.get("/run", params={"dag_id": "visible", "run_id": "r"})
-        hidden = await client.get("/run", params={"dag_id": "hidden", "run_id": "r"})
+        hidden = await client.get("/run", params={"dag_id": HIDDEN_DAG, "run_id": "r"})
         hidden_image = await client.get(
-            "/image", params={"dag_id": "hidden", "run_id": "r", "task_id": "t", "index": "0"}
+            "/image", params={"dag_id": HIDDEN_DAG, "run_id": "r", "task_id": "t", "index": "0"}
         )
     assert visible.status_code == 200
     assert "No Kontext images here" in visible.text

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -144,3 +146,90 @@ def test_anything_but_a_small_stored_image_is_refused(tmp_path: Path, make: str)
     with pytest.raises(KontextValidationError) as info:
         open_stored_image(f"file://{target}", max_bytes=len(PNG) * 10)
     assert info.value.field == "stored_path"
+
+
+def market(n: int = 3, **overrides: Any) -> dict[str, Any]:
+    """A Market result with ``n`` images, kie's URLs only (nothing stored) unless overridden."""
+    urls = [f"https://tempfile.example/m-{i}.png" for i in range(n)]
+    fields = {
+        "kie_task_id": "kie-m",
+        "api": "market",
+        "model": "google/nano-banana",
+        "result_image_url": urls[0],
+        "result_image_urls": urls,
+        "credits": 12.0,
+        "credits_estimated": False,
+    }
+    return result(**{**fields, **overrides})
+
+
+def test_every_image_of_a_market_task_is_on_its_card_stored_ones_by_address() -> None:
+    stored = {"stored_path": "file:///data/m-0.png", "stored_paths": ["file:///data/m-0.png", None, None]}
+    html = page(group(market(**stored), task_id="variants"))
+    assert html.count("<figure") == 1, "one card: one kie task"
+    srcs = re.findall(r'<img src="([^"]+)"', html)
+    assert srcs == [
+        "image?dag_id=d&amp;run_id=manual__2026-12-01T00%3A00%3A00%2B00%3A00&amp;task_id=variants&amp;map_index=-1"
+        "&amp;index=0.0",
+        "https://tempfile.example/m-1.png",
+        "https://tempfile.example/m-2.png",
+    ]
+    assert re.findall(r'alt="([^"]+)"', html) == ["variants #1.1", "variants #1.2", "variants #1.3"]
+    assert [m for m in re.findall(r'data-image="(\d)" data-source="(\w+)"', html)] == [
+        ("0", "stored"),
+        ("1", "kie"),
+        ("2", "kie"),
+    ]
+    assert "<dt>API</dt><dd>Market</dd><dt>Model</dt><dd>google/nano-banana</dd>" in html
+    assert "<dt>Images</dt><dd>3</dd>" in html
+    assert "1.1: <code" in html and "1.2: not stored" in html
+    assert "3 images in 1 task instance" in html
+
+
+def test_a_broken_kie_image_hides_itself_not_its_siblings() -> None:
+    html = page(group(market()))
+    assert html.count("onerror=\"this.closest('.pic').classList.add('broken')\"") == 3
+    # The handler runs only because the page's policy names its hash.
+    digest = base64.b64encode(hashlib.sha256(b"this.closest('.pic').classList.add('broken')").digest()).decode()
+    assert f"'sha256-{digest}'" in PAGE_CSP
+
+
+def test_each_of_several_images_shows_its_review_decision() -> None:
+    html = page(group(market(review="approved", reviews=["rejected", "approved", "rejected"])))
+    pictures = re.findall(r'<div class="pic"[^>]*>(.*?)</div>', html)
+    assert ['r-approved">approved' in p for p in pictures] == [False, True, False]
+    assert ['r-rejected">rejected' in p for p in pictures] == [True, False, True]
+
+
+def test_expired_images_of_a_market_task_each_say_so() -> None:
+    old = (NOW - timedelta(days=15)).isoformat()
+    html = page(group(market(create_time=old)))
+    assert "<img" not in html
+    assert html.count("Expired at kie on 2026-11-30, not stored.") == 3
+
+
+def test_credits_per_card_estimates_marked_and_totals_per_task_and_run() -> None:
+    html = page(
+        group([market(), result(kie_task_id="kie-k", credits=5.0, credits_estimated=True)], task_id="batch"),
+        # A review shows the same tasks again; the run paid for them once.
+        group([market(review="approved")], task_id="review"),
+    )
+    assert "<dt>Credits</dt><dd>12</dd>" in html
+    assert '<dt>Credits</dt><dd>≈ 5 <span class="badge est"' in html
+    sections = re.findall(r"<h2>(.*?)</h2>", html)
+    assert "17 credits" in sections[0] and "(5 estimated)" in sections[0]
+    assert "12 credits" in sections[1] and "estimated" not in sections[1]
+    summary = re.search(r'<p class="summary">(.*?)</p>', html)
+    assert summary is not None
+    assert "17 credits" in summary.group(1) and "for 2 kie tasks" in summary.group(1)
+
+
+def test_a_result_without_the_new_keys_renders_as_before() -> None:
+    html = page(group(result(stored_path="file:///data/a.png")))
+    assert re.findall(r'<img src="([^"]+)"', html) == [
+        "image?dag_id=d&amp;run_id=manual__2026-12-01T00%3A00%3A00%2B00%3A00&amp;task_id=generate&amp;map_index=-1"
+        "&amp;index=0"
+    ]
+    assert "Credits" not in html and "<dt>Images</dt>" not in html and "credits" not in html
+    assert "<dt>Model</dt><dd>flux-kontext-max</dd>" in html
+    assert "1 image in 1 task instance</p>" in html

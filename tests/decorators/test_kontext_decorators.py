@@ -119,7 +119,14 @@ def test_the_result_is_the_operators(emulator: EmulatorServer) -> None:
         task_id="generate", prompt="studio photo of a mug", aspect_ratio="1:1", poll_interval=0.1
     ).execute(plain_context)
     assert decorated.keys() == plain.keys()
-    different = {"kie_task_id", "create_time", "complete_time", "result_image_url", "origin_image_url"}
+    different = {
+        "kie_task_id",
+        "create_time",
+        "complete_time",
+        "result_image_url",
+        "result_image_urls",
+        "origin_image_url",
+    }
     assert {k: v for k, v in decorated.items() if k not in different} == {
         k: v for k, v in plain.items() if k not in different
     }
@@ -170,8 +177,11 @@ def test_a_deferred_task_resumes_to_the_same_result(emulator: EmulatorServer) ->
     # dag.test() resumes anyway, with the event's bare payload: the resume reads the finished
     # task again and returns the same result.
     result = resume(task_context(ctx["ti"]), event=event.payload)
-    assert {k: v for k, v in result.items() if k != "create_stats"} == {
-        k: v for k, v in ended.items() if k != "create_stats"
+    # What only the create report knows (what creating cost, the catalog's price estimate) does
+    # not survive dag.test()'s bare resume; every field kie reported does.
+    from_the_create_report = {"create_stats", "credits", "credits_estimated"}
+    assert {k: v for k, v in result.items() if k not in from_the_create_report} == {
+        k: v for k, v in ended.items() if k not in from_the_create_report
     }
     assert requests_to(emulator, "generate") == 1
 
@@ -186,3 +196,36 @@ def test_a_batch_takes_prompts_and_request_dicts(emulator: EmulatorServer) -> No
     results = batch(["a mug", {"prompt": "a lamp", "aspect_ratio": "9:16"}]).execute(task_context())
     assert [(r["prompt"], r["aspect_ratio"]) for r in results] == [("a mug", None), ("a lamp", "9:16")]
     assert requests_to(emulator, "generate") == 2
+
+
+def test_a_function_may_return_a_market_request(emulator: EmulatorServer) -> None:
+    op = single(
+        lambda product: {
+            "model": "flux-2/pro-text-to-image",
+            "input": {"prompt": f"studio photo of a {product}", "aspect_ratio": "1:1", "resolution": "1K"},
+        },
+        deferrable=False,
+    )
+    result = op.execute(task_context())
+    assert (result["api"], result["model"], result["prompt"]) == (
+        "market",
+        "flux-2/pro-text-to-image",
+        "studio photo of a mug",
+    )
+    assert requests_to(emulator, "jobs-create") == 1 and requests_to(emulator, "generate") == 0
+
+
+def test_a_bad_returned_market_input_is_refused_before_anything_is_sent(emulator: EmulatorServer) -> None:
+    op = single({"model": "z-image", "input": {"prompt": "a mug", "aspect_ratio": "2:1"}}, deferrable=False)
+    with pytest.raises(exc.KontextValidationError) as raised:
+        op.execute(task_context())
+    assert raised.value.field == "input.aspect_ratio"
+    assert sum(emulator.stats()["requests"].values()) == 0
+
+
+def test_a_batch_function_may_return_market_requests(emulator: EmulatorServer) -> None:
+    results = batch(
+        [{"model": "z-image", "input": {"prompt": p, "aspect_ratio": "1:1"}} for p in ("a mug", "a lamp")],
+        deferrable=False,
+    ).execute(task_context())
+    assert [(r["model"], r["prompt"]) for r in results] == [("z-image", "a mug"), ("z-image", "a lamp")]

@@ -21,6 +21,8 @@ GENERATE = "/api/v1/flux/kontext/generate"
 RECORD_INFO = "/api/v1/flux/kontext/record-info"
 CREDIT = "/api/v1/chat/credit"
 DOWNLOAD_URL = "/api/v1/common/download-url"
+JOBS_CREATE = "/api/v1/jobs/createTask"
+JOBS_RECORD_INFO = "/api/v1/jobs/recordInfo"
 
 #: Fast settings: tasks finish in 0.3 s, the recordInfo-null phase lasts 0.1 s, small images.
 FAST: dict[str, Any] = {"generation_seconds": 0.3, "record_info_null_seconds": 0.1, "image_long_side": 256}
@@ -59,6 +61,34 @@ class KieClient:
                 return data
             time.sleep(0.05)
         raise AssertionError(f"task {task_id} did not finish within {timeout} s")
+
+    def create_job(self, model: str, timeout: float = 5.0, **body: Any) -> Any:
+        """POST a Market createTask body (``input`` and ``callBackUrl`` as keywords); the JSON answer."""
+        payload = {"model": model, **body}
+        response = self.session.post(self.emu.url(JOBS_CREATE), json=payload, headers=AUTH, timeout=timeout)
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    def job(self, model: str, **body: Any) -> str:
+        """Create a Market task that must be accepted; its task id."""
+        answer = self.create_job(model, **body)
+        assert answer["code"] == 200, answer
+        task_id: str = answer["data"]["taskId"]
+        return task_id
+
+    def job_record(self, task_id: str) -> Any:
+        response = self.session.get(self.emu.url(JOBS_RECORD_INFO), params={"taskId": task_id}, headers=AUTH, timeout=5)
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    def finished_job(self, task_id: str) -> dict[str, Any]:
+        """End the task now (``finish_now``) and return its recordInfo ``data``: no waiting on a clock."""
+        self.emu.finish_now(task_id)
+        answer = self.job_record(task_id)
+        assert answer["code"] == 200, answer
+        data: dict[str, Any] = answer["data"]
+        assert data["state"] in ("success", "fail"), data
+        return data
 
     def post(self, path: str, headers: dict[str, str] | None = None, **kwargs: Any) -> requests.Response:
         return self.session.post(self.emu.url(path), headers=headers or AUTH, timeout=5, **kwargs)

@@ -149,6 +149,28 @@ def test_two_batches_of_30_started_together_both_succeed(
         assert account.stats()["creates_rejected_rate_limit"] == 0, "one host shares one window exactly"
 
 
+def market_batch_job(name: str, images: int) -> dict[str, Any]:
+    """Market requests of two models (one batch may mix models, not API families)."""
+    models = [
+        ("z-image", {"aspect_ratio": "1:1"}),
+        ("flux-2/pro-text-to-image", {"aspect_ratio": "1:1", "resolution": "1K"}),
+    ]
+    requests = []
+    for i in range(images):
+        model, extra = models[i % 2]
+        requests.append({"model": model, "input": {"prompt": f"{name} image {i}", **extra}})
+    return {"name": name, "requests": requests}
+
+
+def test_a_kontext_batch_and_a_market_batch_share_the_accounts_one_limit(account: EmulatorServer) -> None:
+    """kie counts Flux Kontext and Market creates against one window: so does the provider's pacer."""
+    outcomes = run_tasks([batch_job("kontext", 30), market_batch_job("market", 30)])
+    assert_all_created_once(account, outcomes, 60)
+    stats = account.stats()
+    assert stats["creates_accepted_by_api"] == {"kontext": 30, "market": 30}
+    assert stats["creates_rejected_rate_limit"] == 0, "both families paced by one window, not one each"
+
+
 def test_a_batch_of_30_while_another_client_uses_half_the_account(account: EmulatorServer) -> None:
     account.share_account(LIMIT // 2)  # for good
     (outcome,) = run_tasks([batch_job("a", 30)])

@@ -254,3 +254,17 @@ def test_repr_has_no_secret(emulator: EmulatorServer) -> None:
     hook.get_credits()
     assert API_KEY not in repr(hook)
     assert API_KEY not in repr(hook.settings)
+
+
+def test_each_family_reads_its_own_tasks_and_a_wrong_family_is_not_found(emulator: EmulatorServer) -> None:
+    from airflow_provider_kontext._protocol.polling import TaskWaiter, WaitStatus
+    from airflow_provider_kontext._protocol.record import ApiFamily
+
+    hook = KontextHook()
+    kie_task_id = hook.create_market_task("z-image", {"prompt": "a kite", "aspect_ratio": "1:1"})
+    assert hook.get_task(kie_task_id, api=ApiFamily.MARKET).api is ApiFamily.MARKET
+    # Read as a Flux Kontext task it does not exist there: never misread as some other task.
+    waiter = TaskWaiter([kie_task_id], end_time=None, not_found_grace=0.0)
+    outcome = hook.poll(waiter)
+    assert outcome is not None and outcome.status is WaitStatus.ERROR
+    assert outcome.error_class == "KontextTaskNotFoundError"

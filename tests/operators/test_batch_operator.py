@@ -213,3 +213,75 @@ def test_per_item_mode_with_every_create_failing_reports_every_item(emulator: Em
 def test_a_bad_account_limit_fails_at_construction(kwargs: dict[str, Any]) -> None:
     with pytest.raises(ValueError, match=r"max_creates_per_window|rate_window_seconds"):
         batch(prompts(1), **kwargs)
+
+
+# ------------------------------------------------------------------ Market models
+
+
+def market_requests() -> list[dict[str, Any]]:
+    return [
+        {"model": "flux-2/pro-text-to-image", "input": {"prompt": "a mug", "aspect_ratio": "1:1", "resolution": "2K"}},
+        {"model": "z-image", "input": {"prompt": "a lamp", "aspect_ratio": "1:1"}},
+        {"model": "wan/2-7-image", "input": {"prompt": "two kites", "n": 2}},
+    ]
+
+
+def test_a_market_batch_of_several_models_returns_each_tasks_images_and_the_spend(emulator: EmulatorServer) -> None:
+    ctx = task_context()
+    results = batch(market_requests(), deferrable=False).execute(ctx)
+    assert [r["model"] for r in results] == [item["model"] for item in market_requests()]
+    assert [len(r["result_image_urls"]) for r in results] == [1, 1, 2]
+    assert all(r["api"] == "market" for r in results)
+    assert ctx["ti"].xcom["result_image_urls"] == [url for r in results for url in r["result_image_urls"]]
+    assert ctx["ti"].xcom["kie_credits"] == sum(r["credits"] for r in results)
+    assert [r["credits"] for r in results[:2]] == [7, 0.8]  # kie's reported figures (FLUX.2 pro 2K, Z-Image)
+    assert emulator.stats()["creates_accepted_by_api"] == {"kontext": 0, "market": 3}
+
+
+def test_every_market_item_is_validated_before_anything_is_sent(emulator: EmulatorServer) -> None:
+    requests = market_requests()
+    requests[2]["input"]["n"] = 9  # Wan 2.7 makes 1 to 4 images (12 only in sequential mode)
+    with pytest.raises(exc.KontextValidationError) as raised:
+        batch(requests)
+    assert raised.value.field == "requests[2].input.n"
+    assert sum(emulator.stats()["requests"].values()) == 0
+
+
+def test_one_batch_is_of_one_api_family() -> None:
+    with pytest.raises(exc.KontextValidationError) as raised:
+        batch([{"prompt": "a mug"}, market_requests()[1]])
+    assert raised.value.field == "requests[1]"
+
+
+@pytest.mark.parametrize(
+    ("max_credits", "sent"),
+    [(5, 0), (7 + 0.8 + 2 * 4.8 - 0.01, 0), (7 + 0.8 + 2 * 4.8, 3)],
+    ids=["far-over", "just-over", "fits"],
+)
+def test_max_credits_refuses_a_batch_that_would_cost_more_before_any_create(
+    emulator: EmulatorServer, max_credits: float, sent: int
+) -> None:
+    op = batch(market_requests(), deferrable=False, max_credits=max_credits)
+    if not sent:
+        with pytest.raises(exc.KontextCostLimitError) as raised:
+            op.execute(task_context())
+        assert raised.value.estimated_credits == pytest.approx(7 + 0.8 + 2 * 4.8)
+    else:
+        op.execute(task_context())
+    assert emulator.stats()["creates_accepted"] == sent
+
+
+def test_max_credits_refuses_a_model_whose_price_the_catalog_does_not_know(emulator: EmulatorServer) -> None:
+    unpriced = {"model": "bytedance/seedream", "input": {"prompt": "a mug"}}  # Seedream 3.0: no 2026 price
+    with pytest.raises(exc.KontextCostLimitError, match="no price"):
+        batch([unpriced], max_credits=1000).execute(task_context())
+    assert emulator.stats()["creates_accepted"] == 0
+
+
+def test_a_flux_kontext_batch_is_priced_too(emulator: EmulatorServer) -> None:
+    with pytest.raises(exc.KontextCostLimitError):
+        batch([{"prompt": "a"}, {"prompt": "b", "model": "flux-kontext-max"}], max_credits=14).execute(task_context())
+    results = batch([{"prompt": "a"}, {"prompt": "b", "model": "flux-kontext-max"}], max_credits=15).execute(
+        task_context()
+    )
+    assert [(r["credits"], r["credits_estimated"]) for r in results] == [(5, True), (10, True)]

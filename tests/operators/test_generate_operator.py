@@ -70,6 +70,7 @@ def test_templated_values_wait_for_rendering() -> None:
         "model",
         "callback_url",
         "watermark",
+        "input",
         "output_path",
         "output_file_name",
     }
@@ -227,16 +228,148 @@ def test_execute_complete_raises_for_each_status(event: Any, error: type[Excepti
 
 
 def test_the_operator_takes_exactly_the_request_models_fields() -> None:
-    """The request model is the one list of kie's fields; the operator's signature and docs follow it."""
+    """
+    The request models are the one list of kie's fields; the operator's signature and docs follow them.
+
+    Flux Kontext's generate fields, then a Market request's (``model`` and ``callback_url`` are
+    shared, ``input`` and the catalog opt-out are the Market's own).
+    """
     import inspect
 
     from airflow_provider_kontext._protocol.request import OPTIONAL_FIELDS, WIRE_NAMES
+    from airflow_provider_kontext._tasks.prepare import MARKET_ITEM_KEYS
 
     parameters = inspect.signature(KontextGenerateOperator.__init__).parameters.values()
     own = [p.name for p in parameters if p.kind is inspect.Parameter.KEYWORD_ONLY]
-    assert sorted(own) == sorted(["prompt", *OPTIONAL_FIELDS]), "the operator's own arguments are the request fields"
+    expected = sorted({"prompt", *OPTIONAL_FIELDS, *MARKET_ITEM_KEYS})
+    assert sorted(own) == expected, "the operator's own arguments are the request fields"
     doc = KontextGenerateOperator.__doc__ or ""
-    missing = [name for name in WIRE_NAMES if f":param {name}:" not in doc]
+    missing = [name for name in [*WIRE_NAMES, *MARKET_ITEM_KEYS] if f":param {name}:" not in doc]
     assert not missing, f"undocumented request fields: {missing}"
     fields = KontextGenerateOperator(task_id="t", prompt="p", model="flux-kontext-max")._fields()
     assert list(fields) == list(WIRE_NAMES), "the request is built from every field, in kie's order"
+
+
+# ------------------------------------------------------------------ Market models (same operator)
+
+FLUX_2 = "flux-2/pro-text-to-image"
+
+
+def market(model: str = FLUX_2, **kwargs: Any) -> KontextGenerateOperator:
+    kwargs.setdefault("input", {"prompt": "a red kite", "aspect_ratio": "1:1", "resolution": "1K"})
+    kwargs.setdefault("poll_interval", 0.1)
+    return KontextGenerateOperator(task_id="generate", model=model, **kwargs)
+
+
+def test_a_market_model_runs_blocking_and_returns_its_image_and_credits(emulator: EmulatorServer) -> None:
+    ctx = task_context()
+    result = market(deferrable=False).execute(ctx)
+    assert result["status"] == "SUCCESS"
+    assert result["api"] == "market"
+    assert result["model"] == FLUX_2
+    assert result["prompt"] == "a red kite"
+    assert result["kie_task_id"] == ctx["ti"].xcom["kie_task_id"]
+    assert len(result["result_image_urls"]) == 1
+    assert result["result_image_url"] == result["result_image_urls"][0]
+    assert result["credits"] == 5  # kie's reported creditsConsumed: FLUX.2 pro at 1K
+    assert requests_to(emulator, "jobs-create") == 1
+    assert requests_to(emulator, "generate") == 0 and requests_to(emulator, "record-info") == 0
+
+
+def test_a_market_task_with_several_images_returns_every_url(emulator: EmulatorServer) -> None:
+    ctx = task_context()
+    result = market(
+        "bytedance/seedream-v4-text-to-image",
+        input={"prompt": "three kites", "max_images": 3},
+        deferrable=False,
+    ).execute(ctx)
+    urls = result["result_image_urls"]
+    assert len(urls) == 3 and len(set(urls)) == 3
+    assert ctx["ti"].xcom["result_image_urls"] == urls  # every image of the task, in order
+
+
+def test_a_deferred_market_wait_polls_the_market_endpoint(emulator: EmulatorServer) -> None:
+    import asyncio
+
+    ctx = task_context()
+    with pytest.raises(TaskDeferred) as deferred:
+        market(deferrable=True).execute(ctx)
+    trigger = deferred.value.trigger
+    assert trigger.serialize()[1]["api"] == "market"
+    events = asyncio.run(_events(KontextTaskTrigger(**trigger.serialize()[1])))
+    result = market(deferrable=True).execute_complete(ctx, events[0].payload, **(deferred.value.kwargs or {}))
+    assert result["status"] == "SUCCESS" and result["api"] == "market"
+    assert requests_to(emulator, "jobs-record-info") >= 1
+    assert requests_to(emulator, "record-info") == 0
+
+
+async def _events(trigger: KontextTaskTrigger) -> list[Any]:
+    return [event async for event in trigger.run()]
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "field"),
+    [
+        ({"input": {"prompt": "a kite", "aspect_ratio": "1:1", "resolution": "8K"}}, "input.resolution"),
+        ({"input": {"prompt": "a kite", "aspect_ratio": "1:1", "resolution": "1K", "size": 2}}, "input.size"),
+        ({"input": {"aspect_ratio": "1:1", "resolution": "1K"}}, "input.prompt"),
+        ({"model": "flux-2/pro-text2image"}, "model"),
+        ({"aspect_ratio": "1:1"}, "aspect_ratio"),  # a Flux Kontext field beside a Market input
+    ],
+)
+def test_a_bad_market_request_fails_at_construction_naming_the_field(
+    emulator: EmulatorServer, kwargs: dict[str, Any], field: str
+) -> None:
+    with pytest.raises(exc.KontextValidationError) as raised:
+        market(**kwargs)
+    assert raised.value.field == field
+    assert sum(emulator.stats()["requests"].values()) == 0
+
+
+def test_an_unknown_model_names_the_close_match() -> None:
+    with pytest.raises(exc.KontextUnknownModelError) as raised:
+        market("flux-2/pro-text2image")
+    assert FLUX_2 in str(raised.value)
+
+
+def test_a_templated_market_input_is_checked_once_rendered(emulator: EmulatorServer) -> None:
+    op = market(input={"prompt": "{{ params.p }}", "aspect_ratio": "1:1", "resolution": "16K"})  # no error yet
+    op.input = {"prompt": "a kite", "aspect_ratio": "1:1", "resolution": "16K"}  # what rendering gives
+    with pytest.raises(exc.KontextValidationError) as raised:
+        op.execute(task_context())
+    assert raised.value.field == "input.resolution"
+    assert sum(emulator.stats()["requests"].values()) == 0
+
+
+def test_prompt_fills_the_market_inputs_prompt(emulator: EmulatorServer) -> None:
+    result = market(prompt="a green kite", input={"aspect_ratio": "1:1", "resolution": "1K"}, deferrable=False).execute(
+        task_context()
+    )
+    assert result["prompt"] == "a green kite"
+
+
+def test_a_local_image_for_a_market_edit_is_uploaded_first(emulator: EmulatorServer, tmp_path: Any) -> None:
+    from PIL import Image
+
+    source = tmp_path / "product.png"
+    Image.new("RGB", (64, 64), "red").save(source)
+    result = market(
+        "flux-2/pro-image-to-image",
+        input={"prompt": "on a beach", "input_urls": [str(source)], "aspect_ratio": "1:1", "resolution": "1K"},
+        deferrable=False,
+    ).execute(task_context())
+    assert result["status"] == "SUCCESS"
+    uploads = {name: count for name, count in emulator.stats()["requests"].items() if name.startswith("upload-")}
+    assert sum(uploads.values()) == 1, uploads
+    assert requests_to(emulator, "jobs-create") == 1
+
+
+def test_an_uncatalogued_model_is_sent_only_with_the_explicit_opt_out(emulator: EmulatorServer) -> None:
+    with pytest.raises(exc.KontextUnknownModelError):
+        market("acme/brand-new-model", input={"prompt": "x"})
+    op = market("acme/brand-new-model", input={"prompt": "x"}, allow_uncatalogued_model=True, deferrable=False)
+    with pytest.raises(exc.KontextValidationError) as raised:  # kie (the emulator) does not know it either
+        op.execute(task_context())
+    assert raised.value.field == "model"
+    assert requests_to(emulator, "jobs-create") == 1
+    assert emulator.stats()["creates_accepted"] == 0

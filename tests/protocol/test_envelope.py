@@ -200,8 +200,9 @@ def test_transport_failures(endpoint: Endpoint) -> None:
     assert connect.request_sent is False
     for failure in (TransportFailure.READ_TIMEOUT, TransportFailure.DISCONNECTED):
         error = transport_error(endpoint, failure, "boom")
-        if endpoint is Endpoint.GENERATE:
+        if endpoint.creates_billable_work:
             assert isinstance(error, exc.KontextSubmissionOutcomeUnknownError)
+            assert error.endpoint == endpoint.label
         else:
             assert isinstance(error, exc.KontextTransportError)
             assert error.request_sent is True

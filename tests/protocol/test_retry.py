@@ -9,7 +9,8 @@ from airflow_provider_kontext import exceptions as exc
 from airflow_provider_kontext._protocol.envelope import Endpoint
 from airflow_provider_kontext._protocol.retry import BackoffWait, RetryPolicy, is_retryable, retry_kwargs
 
-READS = [e for e in Endpoint if e is not Endpoint.GENERATE]
+READS = [e for e in Endpoint if not e.creates_billable_work]
+CREATES = [e for e in Endpoint if e.creates_billable_work]
 
 # (error, retried on a read, retried on create)
 TABLE = [
@@ -22,6 +23,7 @@ TABLE = [
     (exc.KontextSubmissionOutcomeUnknownError("?"), False, False),
     (exc.KontextAuthError("401"), False, False),
     (exc.KontextInsufficientCreditsError("402"), False, False),
+    (exc.KontextKeyLimitError("433"), False, False),
     (exc.KontextNotFoundError("404"), False, False),
     (exc.KontextValidationError("422"), False, False),
     (exc.KontextFeatureDisabledError("505"), False, False),
@@ -35,7 +37,12 @@ TABLE = [
 def test_retry_table(error: BaseException, on_read: bool, on_create: bool) -> None:
     for endpoint in READS:
         assert is_retryable(endpoint, error) is on_read, endpoint
-    assert is_retryable(Endpoint.GENERATE, error) is on_create
+    for endpoint in CREATES:
+        assert is_retryable(endpoint, error) is on_create, endpoint
+
+
+def test_both_families_creates_are_creates_and_nothing_else_is() -> None:
+    assert CREATES == [Endpoint.GENERATE, Endpoint.MARKET_CREATE]
 
 
 def _state(error: BaseException, attempt: int = 1) -> tenacity.RetryCallState:

@@ -14,6 +14,7 @@ from airflow_provider_kontext.emulator import EmulatorServer
 from airflow_provider_kontext.hooks.kontext import KontextHook
 from airflow_provider_kontext.sensors.task import KontextTaskSensor
 from reliability.fake_airflow import task_context
+from tests.conftest import requests_to
 
 
 def test_sensor_poke_mode_returns_results_in_order(emulator: EmulatorServer) -> None:
@@ -54,3 +55,24 @@ def test_sensor_failure_raises_typed_error(emulator: EmulatorServer) -> None:
     sensor = KontextTaskSensor(task_id="wait", kie_task_ids=kie_task_id, poll_interval=0.1, deferrable=False)
     with pytest.raises(exc.KontextTaskCreateFailedError):
         sensor.execute(task_context())
+
+
+def test_the_sensor_waits_for_market_tasks_at_the_jobs_endpoint(emulator: EmulatorServer) -> None:
+    kie_task_id = KontextHook().create_market_task(
+        "bytedance/seedream-v4-text-to-image", {"prompt": "two kites", "max_images": 2}
+    )
+    sensor = KontextTaskSensor(
+        task_id="wait", kie_task_ids=kie_task_id, api="market", poll_interval=0.1, deferrable=False, timeout=30
+    )
+    ctx = task_context()
+    result = sensor.execute(ctx)
+    assert result["api"] == "market" and len(result["result_image_urls"]) == 2
+    assert ctx["ti"].xcom["result_image_urls"] == result["result_image_urls"]
+    assert requests_to(emulator, "jobs-record-info") >= 1
+    assert requests_to(emulator, "record-info") == 0
+
+
+def test_an_unknown_api_fails_at_parse_time() -> None:
+    with pytest.raises(exc.KontextValidationError) as raised:
+        KontextTaskSensor(task_id="wait", kie_task_ids="t1", api="markt")
+    assert raised.value.field == "api"

@@ -17,6 +17,7 @@ from airflow_provider_kontext.emulator import EmulatorServer
 from airflow_provider_kontext.hooks.kontext import KontextHook
 from airflow_provider_kontext.results import NOT_CREATED_STATUS
 from reliability.fake_airflow import DictStateStore, task_context
+from tests.conftest import requests_to
 
 LOG = logging.getLogger(__name__)
 
@@ -127,3 +128,25 @@ def test_a_failed_create_reports_a_result_with_a_result_dicts_keys_naming_its_er
 def test_a_created_item_reports_only_its_cost() -> None:
     assert Created("kie-1", None, None).report({"prompt": "x"}) == {"create_stats": None}
     assert "not_created" not in Created("kie-1", None, {"attempts": 1}).report({"prompt": "x"})
+
+
+def test_a_market_retry_reattaches_reading_its_tasks_where_market_tasks_are(emulator: EmulatorServer) -> None:
+    from airflow_provider_kontext._protocol.record import ApiFamily
+
+    store = DictStateStore()
+    requests = [
+        {"model": "z-image", "input": {"prompt": "a kettle", "aspect_ratio": "1:1"}},
+        {"model": "z-image", "input": {"prompt": "a lamp [emulator:generate_failed]", "aspect_ratio": "1:1"}},
+    ]
+    submit(requests, store)
+    first = stored_ids(store)
+    KontextHook().wait_for_tasks([i for i in first if i], timeout=30, poll_interval=0.2, api=ApiFamily.MARKET)
+    checks_before = requests_to(emulator, "jobs-record-info")
+
+    submit(requests, store)
+    second = stored_ids(store)
+    assert second[0] == first[0], "the succeeded Market task re-attaches"
+    assert second[1] != first[1], "the failed one is created again"
+    assert emulator.stats()["creates_accepted_by_api"]["market"] == 3
+    assert requests_to(emulator, "jobs-record-info") == checks_before + 2, "checked where Market tasks are"
+    assert requests_to(emulator, "record-info") == 0

@@ -117,3 +117,22 @@ def test_store_images_copies_each_succeeded_image_under_the_task_instances_name(
     assert path.relative_to(tmp_path).parts[:3] == ("shop", "manual__1", "shots")
     assert ids[0] in path.name
     assert path.read_bytes()[:3] == b"\xff\xd8\xff", "the image itself, a JPEG"
+
+
+def test_store_images_keeps_every_image_of_a_task_with_several(emulator: EmulatorServer, tmp_path: Path) -> None:
+    from airflow_provider_kontext._protocol.record import ApiFamily
+
+    hook = KontextHook()
+    ids = [hook.create_market_task("wan/2-7-image", {"prompt": "three kites", "n": 3})]
+    records = hook.wait_for_tasks(ids, timeout=30, poll_interval=0.2, api=ApiFamily.MARKET).result_dicts()
+    ti = FakeTaskInstance(dag_id="shop", run_id="manual__1", task_id="shots")
+
+    stored = store_images(
+        hook, task_context(ti), records, output_path=tmp_path.as_uri(), file_name=None,
+        max_bytes=DEFAULT_MAX_IMAGE_BYTES,
+    )  # fmt: skip
+    names = [Path(urlsplit(uri).path).name for uri in stored]
+    assert [name.rsplit(".", 1)[0] for name in names] == [f"-1-{ids[0]}-{n}" for n in range(3)], names
+    assert len(set(names)) == 3, "no image of the task overwrote another"
+    assert records[0]["stored_paths"] == stored and records[0]["stored_path"] == stored[0]
+    assert all(Path(urlsplit(uri).path).read_bytes()[:3] == b"\xff\xd8\xff" for uri in stored)

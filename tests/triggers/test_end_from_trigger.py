@@ -79,7 +79,7 @@ async def test_all_and_nothing_shape_the_return_value(emulator: EmulatorServer) 
     assert every.xcoms["result_image_urls"] == [record["result_image_url"] for record in every.xcoms["return_value"]]
     bare = await one_event(trigger_for(ids, end_from_trigger="nothing"))
     assert isinstance(bare, TaskSuccessEvent) and bare.xcoms is not None
-    assert set(bare.xcoms) == {"result_image_url", "result_image_urls"}
+    assert set(bare.xcoms) == {"result_image_url", "result_image_urls"}  # no create report, no credits from kie
 
 
 async def test_a_failed_wait_still_resumes_on_the_worker(emulator: EmulatorServer) -> None:

@@ -44,6 +44,7 @@ def test_serialize_round_trip_has_plain_values_and_no_secret() -> None:
         "end_from_trigger": None,
         "creates": None,
         "timeout": None,
+        "api": "kontext",
     }
     assert json.loads(json.dumps(kwargs)) == kwargs
     assert API_KEY not in json.dumps(kwargs)
