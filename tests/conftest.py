@@ -96,3 +96,18 @@ def airflow_db() -> str:
 
 def requests_to(emulator: EmulatorServer, endpoint: str) -> int:
     return int(emulator.stats()["requests"].get(endpoint, 0))
+
+
+@pytest.fixture(scope="session")
+def output_dir(tmp_path_factory: pytest.TempPathFactory) -> Any:
+    """
+    One image folder (``KONTEXT_OUTPUT_DIR``) for every ``dag.test()`` of a process: the content
+    pipeline's Asset URIs are built from it.
+
+    Below Airflow 3.3, ``dag.test()`` registers a DAG's assets only the first time that dag_id
+    is tested against a metadata DB, and any ``dag.test()`` syncs every DAG of the DAG folder: a
+    run that parsed the examples with another folder would leave their Asset URIs behind, so
+    every test that runs ``dag.test()`` sets this one. Runs write under their own run id, so
+    sharing the folder mixes nothing.
+    """
+    return tmp_path_factory.mktemp("kontext-images")

@@ -39,7 +39,7 @@ DAG_ID = kontext_ui_images.dag.dag_id
 
 @pytest.fixture(scope="module")
 def images_run(
-    airflow_db: str, emulator_session: EmulatorServer, tmp_path_factory: pytest.TempPathFactory
+    airflow_db: str, emulator_session: EmulatorServer, tmp_path_factory: pytest.TempPathFactory, output_dir: Path
 ) -> dict[str, Any]:
     """
     One finished run of the DAG, shared by the module: its run id and every XCom by (task id, key).
@@ -57,6 +57,9 @@ def images_run(
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv(CONN_ENV, connection_json(emulator_session.base_url))
         patch.setenv(kontext_ui_images.OUTPUT_ENV, str(output))
+        # dag.test() syncs every DAG of the folder: the examples must see the folder their own
+        # tests use, or below 3.3 their Asset URIs would stay this run's (see ``output_dir``).
+        patch.setenv("KONTEXT_OUTPUT_DIR", str(output_dir))
         linked.symlink_to(DAG_FILE)
         try:
             spec = importlib.util.spec_from_file_location("kontext_ui_images_run", linked)

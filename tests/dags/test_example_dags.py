@@ -77,18 +77,6 @@ def xcoms(run_id: str) -> dict[tuple[str, int, str], Any]:
         return {(row.task_id, row.map_index, row.key): XComModel.deserialize_value(row) for row in rows}
 
 
-@pytest.fixture(scope="session")
-def output_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """
-    One image folder for every run: the content pipeline's Asset URIs are built from it.
-
-    Below Airflow 3.3, ``dag.test()`` registers a DAG's assets only the first time that dag_id
-    is tested against a metadata DB, so a second run whose outlets moved would record no Asset
-    events. Runs write under their own run id, so sharing the folder mixes nothing.
-    """
-    return tmp_path_factory.mktemp("kontext-images")
-
-
 @pytest.fixture
 def run_example(airflow_db: str, emulator: EmulatorServer, output_dir: Path, monkeypatch: pytest.MonkeyPatch) -> Any:
     monkeypatch.setenv("KONTEXT_OUTPUT_DIR", str(output_dir))
