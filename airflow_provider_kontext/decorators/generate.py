@@ -58,6 +58,8 @@ class _KontextDecoratedOperator(KontextDecoratedBase, KontextGenerateOperator):
         validate_item(fields)  # unknown names and bad values, named, before anything is set or sent
         for name, value in fields.items():
             setattr(self, name, value)
+        if "input" in returned:  # a Market request: its prompt, if any, is in its input
+            self.prompt = returned.get("prompt")
         return KontextGenerateOperator.execute(self, context)
 
 

@@ -229,3 +229,11 @@ def test_a_batch_function_may_return_market_requests(emulator: EmulatorServer) -
         deferrable=False,
     ).execute(task_context())
     assert [(r["model"], r["prompt"]) for r in results] == [("z-image", "a mug"), ("z-image", "a lamp")]
+
+
+def test_a_returned_market_request_without_a_prompt_field_is_sent_as_given(emulator: EmulatorServer) -> None:
+    """Upscalers and background removers take no prompt: none may be added to their input."""
+    op = single({"model": "recraft/remove-background", "input": {"image": "https://x.test/a.png"}}, deferrable=False)
+    result = op.execute(task_context())
+    assert (result["status"], result["model"]) == ("SUCCESS", "recraft/remove-background")
+    assert requests_to(emulator, "jobs-create") == 1
