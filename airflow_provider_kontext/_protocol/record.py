@@ -239,14 +239,19 @@ class TaskRecord:
         return cls(**known)
 
 
-def parse_record(data: Any, *, task_id: str) -> TaskRecord:
-    """Build a :class:`TaskRecord` from record-info's ``data`` (already known to be a success envelope)."""
+def _require_record(data: Any, *, task_id: str, endpoint: str) -> None:
+    """A status read's ``data`` must be the record object, whichever family answered."""
     if not isinstance(data, dict):
         raise KontextResponseError(
-            f"kie record-info for task {task_id} returned no record (data={data!r}).",
+            f"kie {endpoint} for task {task_id} returned no record (data={data!r}).",
             kie_task_id=task_id,
-            endpoint="record-info",
+            endpoint=endpoint,
         )
+
+
+def parse_record(data: Any, *, task_id: str) -> TaskRecord:
+    """Build a :class:`TaskRecord` from record-info's ``data`` (already known to be a success envelope)."""
+    _require_record(data, task_id=task_id, endpoint="record-info")
     status = TaskStatus.from_success_flag(data.get("successFlag"), task_id=task_id)
     response = _response_urls(data.get("response"))
     params = _params(data.get("paramJson"))
@@ -278,12 +283,7 @@ def parse_market_record(data: Any, *, task_id: str) -> TaskRecord:
     whose state is clear. The record names its prompt from ``param.input.prompt``; which input
     field holds the input images depends on the model, so ``input_image`` stays unset.
     """
-    if not isinstance(data, dict):
-        raise KontextResponseError(
-            f"kie recordInfo for task {task_id} returned no record (data={data!r}).",
-            kie_task_id=task_id,
-            endpoint="market-record-info",
-        )
+    _require_record(data, task_id=task_id, endpoint="market-record-info")
     status = TaskStatus.from_market_state(data.get("state"), task_id=task_id)
     param = _params(data.get("param"))
     given = _params(param.get("input"))
