@@ -155,7 +155,9 @@ class WaitResult:
         of this wait. Pure: no I/O.
         """
         records = [record.to_dict() for record in self.records]
-        if creates is None:
+        if creates is None:  # a sensor's wait, or a resume that lost its create report: no estimates
+            for result in records:
+                _add_cost(result, None)
             return records
         waited = iter(records)
         results = []

@@ -9,6 +9,8 @@ from __future__ import annotations
 import importlib.util
 import os
 import sys
+from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -281,12 +283,147 @@ def test_content_pipeline(run_example: Any, emulator: EmulatorServer, output_dir
     assert extras[module.STAGED_SHOTS.uri]["kontext_images"] == [r["stored_path"] for r in staged]
 
 
+def serve_reviews(monkeypatch: pytest.MonkeyPatch, pick: Callable[[list[str]], list[str]]) -> list[list[str]]:
+    """
+    Answer every review of a ``dag.test()`` run as a person in the UI would; returns each form's options.
+
+    The answer is written where the UI's REST route writes it (the form's ``HITLDetail`` row), and
+    then reaches the task the way each Airflow delivers it:
+
+    * 3.3 parks the task in ``awaiting_input`` and the route resumes it (``handle_event_submit``);
+      ``dag.test()`` sleeps until something does, so its sleep is where the reviewer answers.
+    * 3.1 and 3.2 defer to Airflow's HITL trigger, which ``dag.test()`` runs in-process; that
+      process's supervisor does not serve the trigger's read of the answer ("Unhandled request",
+      the triggerer serves it), so it is served here the triggerer's way, through the execution API.
+    """
+    import time
+
+    import sqlalchemy
+    from airflow.models.hitl import HITLDetail
+    from airflow.models.taskinstance import TaskInstance
+    from airflow.utils.session import create_session
+    from airflow.utils.state import TaskInstanceState
+
+    forms: list[list[str]] = []
+
+    def answer(session: Any, detail: Any) -> None:
+        forms.append(list(detail.options))
+        detail.chosen_options = pick(list(detail.options))
+        detail.responded_by = {"id": "reviewer", "name": "Reviewer"}
+        detail.responded_at = datetime.now(UTC)
+        detail.params_input = {}
+
+    if AIRFLOW_V_3_3_PLUS:
+        from airflow.models.trigger import handle_event_submit
+        from airflow.triggers.base import TriggerEvent
+
+        real_sleep = time.sleep
+
+        def answer_parked() -> bool:
+            with create_session() as session:
+                parked = session.query(TaskInstance).filter(TaskInstance.state == TaskInstanceState.AWAITING_INPUT)
+                for ti in parked.all():
+                    detail = session.get(HITLDetail, ti.id)
+                    if detail is None or detail.responded_at is not None:
+                        continue
+                    answer(session, detail)
+                    session.flush()
+                    handle_event_submit(
+                        TriggerEvent(detail.as_resume_event_payload()), task_instance=ti, session=session
+                    )
+                    return True
+            return False
+
+        def sleep(seconds: float) -> None:
+            caller = sys._getframe(1)
+            waiting = (
+                caller.f_code.co_name == "test" and caller.f_globals.get("__name__") == "airflow.sdk.definitions.dag"
+            )
+            if not (waiting and answer_parked()):
+                real_sleep(seconds)
+
+        monkeypatch.setattr(time, "sleep", sleep)
+        return forms
+
+    from airflow.jobs.triggerer_job_runner import HITLDetailResponseResult
+    from airflow.sdk.execution_time.comms import GetHITLDetailResponse
+    from airflow.sdk.execution_time.supervisor import InProcessTestSupervisor
+
+    original = InProcessTestSupervisor._handle_request
+
+    def handle_request(self: Any, msg: Any, log: Any, req_id: int) -> None:
+        if not isinstance(msg, GetHITLDetailResponse):
+            return original(self, msg, log, req_id)
+        with create_session() as session:
+            # The form's key: a UUID column from 3.2, a string one in 3.1.
+            uuid_key = isinstance(HITLDetail.__table__.c.ti_id.type, sqlalchemy.Uuid)
+            detail = session.get(HITLDetail, msg.ti_id if uuid_key else str(msg.ti_id))
+            assert detail is not None, "the review's form must exist before its trigger asks for the answer"
+            if detail.responded_at is None:
+                answer(session, detail)
+        response = self.client.hitl.get_detail_response(ti_id=msg.ti_id)
+        self.send_msg(HITLDetailResponseResult.from_api_response(response=response), request_id=req_id)
+        return None
+
+    monkeypatch.setattr(InProcessTestSupervisor, "_handle_request", handle_request)
+    return forms
+
+
+def sent_input(emulator: EmulatorServer, result: dict[str, Any]) -> Any:
+    """The ``input`` the emulator received for the Market task behind ``result``."""
+    task = emulator.state.get_task(result["kie_task_id"])
+    assert task is not None
+    return task.params["input"]
+
+
+@pytest.mark.parametrize(
+    ("deferrable", "choice"),
+    [(True, "Image 2"), (False, "None of these")],
+    ids=["deferrable-picks-one", "blocking-rejects-all"],
+)
+def test_market_product_shots(
+    run_example: Any, emulator: EmulatorServer, monkeypatch: pytest.MonkeyPatch, deferrable: bool, choice: str
+) -> None:
+    forms = serve_reviews(monkeypatch, lambda options: [choice]) if AIRFLOW_V_3_1_PLUS else []
+    module, values, deferrals = run_example("example_kontext_market_product_shots", deferrable=deferrable)
+    shots = values[("product_shots", -1, "return_value")]
+    assert [shot["model"] for shot in shots] == ["flux-2/pro-text-to-image"] * 3
+    assert all(shot["credits"] == 5 and not shot["credits_estimated"] for shot in shots), shots
+    if AIRFLOW_V_3_1_PLUS:
+        assert forms == [["Image 1", "Image 2", "Image 3", "None of these"]]
+        approved = [shots[1]] if choice == "Image 2" else []
+        assert values[("pick_best", -1, "return_value")] == approved
+    else:  # Airflow 3.0: no human-in-the-loop, the first shot goes on unreviewed
+        approved = shots[:1]
+    spend = values[("report_spend", -1, "return_value")]
+    stats = emulator.stats()
+    if not approved:
+        assert ("upscale", 0, "return_value") not in values
+        assert spend == {"credits": 15, "estimated": False, "kie_tasks": 3, "published": []}
+        assert stats["creates_accepted"] == 3, "a rejection spends nothing more"
+        assert len(deferrals) == (1 if deferrable else 0)
+        return
+    upscaled = values[("upscale", 0, "return_value")]
+    assert upscaled["model"] == "topaz/image-upscale"
+    assert sent_input(emulator, upscaled)["image_url"] == approved[0]["result_image_url"]
+    cutout = values[("remove_background", 0, "return_value")]
+    assert cutout["model"] == "recraft/remove-background"
+    assert sent_input(emulator, cutout)["image"] == upscaled["result_image_url"]
+    stored = cutout["stored_path"]
+    assert stored.startswith(f"file://{module.OUTPUT_ROOT}/market-product-shots/")
+    assert_image(stored.removeprefix("file://"), "PNG")
+    assert spend == {"credits": 3 * 5 + 10 + 1, "estimated": False, "kie_tasks": 5, "published": [stored]}
+    assert stats["creates_accepted"] == 5, "one create per image, no more"
+    assert len(deferrals) == (3 if deferrable else 0)
+
+
 EXAMPLES = [
     "example_kontext_text_to_image",
     "example_kontext_edit_with_sensor",
     "example_kontext_fan_out",
     "example_kontext_content_pipeline",
     "example_kontext_taskflow",
+    "example_kontext_market_product_shots",
 ]
 
 
@@ -309,8 +446,12 @@ def without_airflow_mask_requests(output: str) -> str:
     return "\n".join(kept)
 
 
-def test_secret_scan(run_example: Any, airflow_db: str, capfd: pytest.CaptureFixture[str]) -> None:
+def test_secret_scan(
+    run_example: Any, airflow_db: str, capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Every example, run with a recognisable key: it shows up in no output, log, XCom or DB row."""
+    if AIRFLOW_V_3_1_PLUS:
+        serve_reviews(monkeypatch, lambda options: options[:1])
     for name in EXAMPLES:
         _, values, _ = run_example(name, deferrable=True)
         assert API_KEY not in repr(values), name
