@@ -91,7 +91,23 @@ def airflow_db() -> str:
         capture_output=True,
         env={**os.environ, "PYTHONWARNINGS": "ignore"},
     )
+    _one_execution_api_per_process()
     return _AIRFLOW_HOME
+
+
+def _one_execution_api_per_process() -> None:
+    """
+    Below Airflow 3.3, ``dag.test()`` builds a new in-process execution API app for every task
+    and trigger it runs (FastAPI with Cadwyn's versioned routes: about 0.6 s of CPU each, most of
+    an example DAG's run); 3.3 caches it for the process (``functools.lru_cache`` on
+    ``in_process_api_server``). Cache it the same way on every line.
+    """
+    import functools
+
+    from airflow.sdk.execution_time import supervisor
+
+    if not hasattr(supervisor.in_process_api_server, "cache_info"):
+        supervisor.in_process_api_server = functools.lru_cache(maxsize=1)(supervisor.in_process_api_server)
 
 
 def requests_to(emulator: EmulatorServer, endpoint: str) -> int:

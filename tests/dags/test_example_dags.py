@@ -223,9 +223,24 @@ def test_taskflow(run_example: Any, emulator: EmulatorServer, deferrable: bool) 
 
 
 def test_airflow_retries_reattach_instead_of_paying_again(
-    airflow_db: str, emulator: EmulatorServer, capfd: pytest.CaptureFixture[str]
+    airflow_db: str, emulator: EmulatorServer, capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    emulator.configure(generation_seconds=1.2)
+    # The images render until the second try starts: the first try always times out, however
+    # fast or loaded the machine, and a retry that re-attaches finds them done.
+    emulator.configure(generation_seconds=3600.0)
+    from airflow_provider_kontext.operators.batch import KontextBatchGenerateOperator
+
+    tries = 0
+    original_execute = KontextBatchGenerateOperator.execute
+
+    def execute(self: Any, context: Any) -> Any:
+        nonlocal tries
+        tries += 1
+        if tries == 2:
+            emulator.finish_now(*emulator.state.task_ids())
+        return original_execute(self, context)
+
+    monkeypatch.setattr(KontextBatchGenerateOperator, "execute", execute)
     dag = load_example("kontext_test_retry_reattach", TEST_DAGS_DIR).dag
     dag_run = dag.test()
     (ti,) = dag_run.get_task_instances()
@@ -246,6 +261,7 @@ def test_airflow_retries_reattach_instead_of_paying_again(
         return
     assert warnings == 0
     assert dag_run.state == "success"
+    assert ti.try_number == 2, "the second try re-attached to the finished images"
     results = xcoms(dag_run.run_id)[("batch", -1, "return_value")]
     assert [r["prompt"] for r in results] == [f"retry image {i}" for i in range(4)]
     assert emulator.stats()["creates_accepted"] == 4, "creates == images requested across all tries"
