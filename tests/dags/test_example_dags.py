@@ -301,7 +301,8 @@ def test_content_pipeline(run_example: Any, emulator: EmulatorServer, output_dir
 
 def serve_reviews(monkeypatch: pytest.MonkeyPatch, pick: Callable[[list[str]], list[str]]) -> list[list[str]]:
     """
-    Answer every review of a ``dag.test()`` run as a person in the UI would; returns each form's options.
+    Answer every review of a ``dag.test()`` run as a person in the UI would; returns each form's options
+    (none on Airflow 3.0, which has no human-in-the-loop).
 
     The answer is written where the UI's REST route writes it (the form's ``HITLDetail`` row), and
     then reaches the task the way each Airflow delivers it:
@@ -312,6 +313,10 @@ def serve_reviews(monkeypatch: pytest.MonkeyPatch, pick: Callable[[list[str]], l
       process's supervisor does not serve the trigger's read of the answer ("Unhandled request",
       the triggerer serves it), so it is served here the triggerer's way, through the execution API.
     """
+    forms: list[list[str]] = []
+    if not AIRFLOW_V_3_1_PLUS:
+        return forms
+
     import time
 
     import sqlalchemy
@@ -320,9 +325,7 @@ def serve_reviews(monkeypatch: pytest.MonkeyPatch, pick: Callable[[list[str]], l
     from airflow.utils.session import create_session
     from airflow.utils.state import TaskInstanceState
 
-    forms: list[list[str]] = []
-
-    def answer(session: Any, detail: Any) -> None:
+    def answer(detail: Any) -> None:
         forms.append(list(detail.options))
         detail.chosen_options = pick(list(detail.options))
         detail.responded_by = {"id": "reviewer", "name": "Reviewer"}
@@ -342,7 +345,7 @@ def serve_reviews(monkeypatch: pytest.MonkeyPatch, pick: Callable[[list[str]], l
                     detail = session.get(HITLDetail, ti.id)
                     if detail is None or detail.responded_at is not None:
                         continue
-                    answer(session, detail)
+                    answer(detail)
                     session.flush()
                     handle_event_submit(
                         TriggerEvent(detail.as_resume_event_payload()), task_instance=ti, session=session
@@ -366,17 +369,17 @@ def serve_reviews(monkeypatch: pytest.MonkeyPatch, pick: Callable[[list[str]], l
     from airflow.sdk.execution_time.supervisor import InProcessTestSupervisor
 
     original = InProcessTestSupervisor._handle_request
+    # The form's key: a UUID column from 3.2, a string one in 3.1.
+    uuid_key = isinstance(HITLDetail.__table__.c.ti_id.type, sqlalchemy.Uuid)
 
     def handle_request(self: Any, msg: Any, log: Any, req_id: int) -> None:
         if not isinstance(msg, GetHITLDetailResponse):
             return original(self, msg, log, req_id)
         with create_session() as session:
-            # The form's key: a UUID column from 3.2, a string one in 3.1.
-            uuid_key = isinstance(HITLDetail.__table__.c.ti_id.type, sqlalchemy.Uuid)
             detail = session.get(HITLDetail, msg.ti_id if uuid_key else str(msg.ti_id))
             assert detail is not None, "the review's form must exist before its trigger asks for the answer"
             if detail.responded_at is None:
-                answer(session, detail)
+                answer(detail)
         response = self.client.hitl.get_detail_response(ti_id=msg.ti_id)
         self.send_msg(HITLDetailResponseResult.from_api_response(response=response), request_id=req_id)
         return None
@@ -400,7 +403,7 @@ def sent_input(emulator: EmulatorServer, result: dict[str, Any]) -> Any:
 def test_market_product_shots(
     run_example: Any, emulator: EmulatorServer, monkeypatch: pytest.MonkeyPatch, deferrable: bool, choice: str
 ) -> None:
-    forms = serve_reviews(monkeypatch, lambda options: [choice]) if AIRFLOW_V_3_1_PLUS else []
+    forms = serve_reviews(monkeypatch, lambda options: [choice])
     module, values, deferrals = run_example("example_kontext_market_product_shots", deferrable=deferrable)
     shots = values[("product_shots", -1, "return_value")]
     assert [shot["model"] for shot in shots] == ["flux-2/pro-text-to-image"] * 3
@@ -466,8 +469,7 @@ def test_secret_scan(
     run_example: Any, airflow_db: str, capfd: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Every example, run with a recognisable key: it shows up in no output, log, XCom or DB row."""
-    if AIRFLOW_V_3_1_PLUS:
-        serve_reviews(monkeypatch, lambda options: options[:1])
+    serve_reviews(monkeypatch, lambda options: options[:1])
     for name in EXAMPLES:
         _, values, _ = run_example(name, deferrable=True)
         assert API_KEY not in repr(values), name

@@ -28,6 +28,13 @@ JOBS_RECORD_INFO = "/api/v1/jobs/recordInfo"
 FAST: dict[str, Any] = {"generation_seconds": 0.3, "record_info_null_seconds": 0.1, "image_long_side": 256}
 
 
+def _accepted_task_id(answer: Any) -> str:
+    """The task id of a create answer that must be an acceptance (both APIs answer alike)."""
+    assert answer["code"] == 200, answer
+    task_id: str = answer["data"]["taskId"]
+    return task_id
+
+
 class KieClient:
     """Minimal kie client for tests: plain ``requests`` calls against the emulator."""
 
@@ -41,13 +48,14 @@ class KieClient:
         return response.json()
 
     def create(self, **body: Any) -> str:
-        answer = self.generate(**body)
-        assert answer["code"] == 200, answer
-        task_id: str = answer["data"]["taskId"]
-        return task_id
+        return _accepted_task_id(self.generate(**body))
 
     def record(self, task_id: str) -> Any:
-        response = self.session.get(self.emu.url(RECORD_INFO), params={"taskId": task_id}, headers=AUTH, timeout=5)
+        return self._record_info(RECORD_INFO, task_id)
+
+    def _record_info(self, route: str, task_id: str) -> Any:
+        """GET a record-info route (Flux Kontext's or the Market's) for ``task_id``; the JSON answer."""
+        response = self.session.get(self.emu.url(route), params={"taskId": task_id}, headers=AUTH, timeout=5)
         assert response.status_code == 200, response.text
         return response.json()
 
@@ -71,15 +79,10 @@ class KieClient:
 
     def job(self, model: str, **body: Any) -> str:
         """Create a Market task that must be accepted; its task id."""
-        answer = self.create_job(model, **body)
-        assert answer["code"] == 200, answer
-        task_id: str = answer["data"]["taskId"]
-        return task_id
+        return _accepted_task_id(self.create_job(model, **body))
 
     def job_record(self, task_id: str) -> Any:
-        response = self.session.get(self.emu.url(JOBS_RECORD_INFO), params={"taskId": task_id}, headers=AUTH, timeout=5)
-        assert response.status_code == 200, response.text
-        return response.json()
+        return self._record_info(JOBS_RECORD_INFO, task_id)
 
     def finished_job(self, task_id: str) -> dict[str, Any]:
         """End the task now (``finish_now``) and return its recordInfo ``data``: no waiting on a clock."""
